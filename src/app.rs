@@ -1,0 +1,67 @@
+//! Application state and router assembly. Capability modules declare their portal routes;
+//! this module only merges them and wraps the whole in the shared middleware.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+
+use crate::authz::Authz;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::Keyring;
+use crate::db::Db;
+use crate::metrics::Metrics;
+
+/// Everything a request handler may need. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// The shared parts of a running trustplane.
+#[derive(Debug)]
+pub struct App {
+    /// Validated configuration.
+    pub config: Config,
+    /// Database pool (SQLite or PostgreSQL).
+    pub db: Db,
+    /// The time source; manual in tests.
+    pub clock: Arc<dyn Clock>,
+    /// Server secrets.
+    pub keyring: Keyring,
+    /// RBAC decisions.
+    pub authz: Authz,
+    /// Prometheus counters and histograms.
+    pub metrics: Metrics,
+    /// This listener terminates TLS itself.
+    pub tls: bool,
+}
+
+impl App {
+    pub fn now(&self) -> crate::clock::Millis {
+        self.clock.now_ms()
+    }
+}
+
+impl AppState {
+    pub fn new(app: App) -> Self {
+        Self(Arc::new(app))
+    }
+}
+
+/// The full router: every portal route from the registry, then the shared layers.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.portal_body_limit_bytes;
+    crate::portal::routes::build(state.clone())
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(from_fn_with_state(state.clone(), crate::web::context_layer))
+        .with_state(state)
+}

@@ -1,0 +1,304 @@
+//! Typed configuration: built-in defaults < `trustplane.toml` < `TRUSTPLANE_*` environment.
+//! Everything is validated once at start-up; a bad value stops the process with a message that
+//! names the key and the problem.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Output format of the log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The whole configuration. Field names are the keys of `trustplane.toml` and, upper-cased
+/// with a `TRUSTPLANE_` prefix, the environment variables.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the server binds, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// Folder for the SQLite database, the keyring and (later) encrypted blobs.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; empty means `<data_dir>/trustplane.db`.
+    pub database_url: String,
+    /// Keyring file; empty means `<data_dir>/keyring.json`.
+    pub keyring_path: String,
+    /// Set when a TLS-terminating proxy sits in front: trust `X-Forwarded-For`/`-Proto`.
+    pub behind_proxy: bool,
+    /// PEM certificate chain; with `tls_key`, the server terminates TLS itself.
+    pub tls_cert: String,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: String,
+    /// Base URL printed in links (setup links); empty means derived from `listen`.
+    pub public_url: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// Bearer token that opens `/metrics` to non-loopback clients; empty = loopback only.
+    pub metrics_token: String,
+    /// Folder with `model.conf` and `policy.csv` overriding the embedded policies.
+    pub policy_dir: String,
+    /// Minutes of inactivity after which a portal session ends.
+    pub session_idle_minutes: i64,
+    /// Hours after login at which a portal session ends regardless of activity.
+    pub session_absolute_hours: i64,
+    /// Consecutive failures on one account before it is locked.
+    pub lockout_account_failures: i64,
+    /// Failures from one client IP before that IP is locked out of login.
+    pub lockout_ip_failures: i64,
+    /// Minutes a lockout lasts.
+    pub lockout_minutes: i64,
+    /// Hours a setup or invitation link stays valid.
+    pub setup_link_hours: i64,
+    /// Largest accepted portal request body, in bytes.
+    pub portal_body_limit_bytes: usize,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("behind_proxy", &self.behind_proxy)
+            .field("tls", &self.tls_enabled())
+            .field("metrics_token", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data"),
+            database_url: String::new(),
+            keyring_path: String::new(),
+            behind_proxy: false,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            public_url: String::new(),
+            log_format: LogFormat::Text,
+            metrics_token: String::new(),
+            policy_dir: String::new(),
+            session_idle_minutes: 30,
+            session_absolute_hours: 12,
+            lockout_account_failures: 10,
+            lockout_ip_failures: 50,
+            lockout_minutes: 15,
+            setup_link_hours: 24,
+            portal_body_limit_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// A configuration problem, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: `{key}`: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `trustplane.toml` in the working directory (or the file named by
+    /// `TRUSTPLANE_CONFIG`), then the environment, and validates the result.
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = std::env::var("TRUSTPLANE_CONFIG").unwrap_or_else(|_| "trustplane.toml".into());
+        Self::load_from(Path::new(&file), Env::prefixed("TRUSTPLANE_").ignore(&["config"]))
+    }
+
+    fn load_from(file: &Path, env: Env) -> Result<Self, ConfigError> {
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(env);
+        let config: Config = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            let key = if key.is_empty() {
+                "trustplane.toml".to_owned()
+            } else {
+                key
+            };
+            invalid(&key, e.kind.to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values a type alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if !self.database_url.is_empty()
+            && !self.database_url.starts_with("sqlite:")
+            && !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            return Err(invalid(
+                "tls_cert",
+                "tls_cert and tls_key must be set together",
+            ));
+        }
+        let positive = [
+            ("session_idle_minutes", self.session_idle_minutes),
+            ("session_absolute_hours", self.session_absolute_hours),
+            ("lockout_account_failures", self.lockout_account_failures),
+            ("lockout_ip_failures", self.lockout_ip_failures),
+            ("lockout_minutes", self.lockout_minutes),
+            ("setup_link_hours", self.setup_link_hours),
+        ];
+        for (key, value) in positive {
+            if value <= 0 {
+                return Err(invalid(key, format!("must be greater than 0, got {value}")));
+            }
+        }
+        if self.session_idle_minutes > self.session_absolute_hours * 60 {
+            return Err(invalid(
+                "session_idle_minutes",
+                "must not exceed session_absolute_hours",
+            ));
+        }
+        if self.portal_body_limit_bytes < 1024 {
+            return Err(invalid("portal_body_limit_bytes", "must be at least 1024"));
+        }
+        if !self.public_url.is_empty() && url::Url::parse(&self.public_url).is_err() {
+            return Err(invalid("public_url", "is not a valid URL"));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("`{}` is not an address like 127.0.0.1:8080", self.listen),
+            )
+        })
+    }
+
+    pub fn tls_enabled(&self) -> bool {
+        !self.tls_cert.is_empty() && !self.tls_key.is_empty()
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data dir.
+    pub fn effective_database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("trustplane.db").display()
+            )
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn effective_keyring_path(&self) -> PathBuf {
+        if self.keyring_path.is_empty() {
+            self.data_dir.join("keyring.json")
+        } else {
+            PathBuf::from(&self.keyring_path)
+        }
+    }
+
+    /// Where people reach the portal, for links printed on the console.
+    pub fn base_url(&self, bound: SocketAddr) -> String {
+        if !self.public_url.is_empty() {
+            return self.public_url.trim_end_matches('/').to_owned();
+        }
+        let scheme = if self.tls_enabled() { "https" } else { "http" };
+        format!("{scheme}://{bound}")
+    }
+}
+
+/// Hides the password part of a database URL.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("redacted"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_loopback_8080() {
+        let config = Config::default();
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn env_overrides_file_overrides_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("trustplane.toml", "listen = \"127.0.0.1:9000\"\nlockout_minutes = 20")?;
+            jail.set_env("TRUSTPLANE_LISTEN", "127.0.0.1:9100");
+            let config = Config::load_from(Path::new("trustplane.toml"), Env::prefixed("TRUSTPLANE_"))
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.listen, "127.0.0.1:9100");
+            assert_eq!(config.lockout_minutes, 20);
+            assert_eq!(config.session_idle_minutes, 30);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TRUSTPLANE_SESSION_IDLE_MINUTES", "soon");
+            let err = Config::load_from(Path::new("none.toml"), Env::prefixed("TRUSTPLANE_"))
+                .err()
+                .ok_or("expected an error")?;
+            assert!(err.to_string().contains("session_idle_minutes"), "{err}");
+            jail.set_env("TRUSTPLANE_SESSION_IDLE_MINUTES", "30");
+            jail.set_env("TRUSTPLANE_LISTEN", "everywhere");
+            let err = Config::load_from(Path::new("none.toml"), Env::prefixed("TRUSTPLANE_"))
+                .err()
+                .ok_or("expected an error")?;
+            assert_eq!(err.key, "listen");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("trustplane.toml", "lisen = \"127.0.0.1:1\"")?;
+            let err = Config::load_from(Path::new("trustplane.toml"), Env::prefixed("TRUSTPLANE_"))
+                .err()
+                .ok_or("expected an error")?;
+            assert!(err.to_string().contains("lisen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn database_url_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@db/x"),
+            "postgres://u:redacted@db/x"
+        );
+    }
+}

@@ -1,0 +1,411 @@
+//! The keyring and the small set of primitives everything else uses: random tokens, SHA-256,
+//! HMAC-SHA256 under the server pepper, and AES-256-GCM with key ids so keys can be rotated.
+//!
+//! The keyring lives in a file created on first run with mode 0600, or comes entirely from the
+//! environment (`TRUSTPLANE_HMAC_PEPPER`, `TRUSTPLANE_AES_KEY`, `TRUSTPLANE_SESSION_KEY`, each
+//! base64 of 32 bytes). Key bytes never reach `Debug` output or logs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why the keyring could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error("keyring file {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "keyring file {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`"
+    )]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("environment variable {var} is invalid: {reason}")]
+    Env { var: &'static str, reason: String },
+    #[error("keyring file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One 256-bit secret and the id that names it in stored data.
+pub struct SecretKey {
+    pub id: String,
+    bytes: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretKey({}, [redacted])", self.id)
+    }
+}
+
+impl SecretKey {
+    fn generate(prefix: &str) -> Self {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+        let id = format!("{prefix}-{}", &random_hex(4));
+        Self { id, bytes }
+    }
+
+    fn from_slice(id: String, raw: &[u8]) -> Result<Self, String> {
+        let array: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| format!("key {id} must be 32 bytes, found {}", raw.len()))?;
+        Ok(Self {
+            id,
+            bytes: Zeroizing::new(array),
+        })
+    }
+}
+
+/// The server's secrets.
+#[derive(Debug)]
+pub struct Keyring {
+    /// Pepper for HMAC-SHA256 of API keys and recovery codes.
+    pub hmac_pepper: SecretKey,
+    /// AES-256-GCM key for secrets at rest (TOTP secrets, later images and backups).
+    pub aes_key: SecretKey,
+    /// Key for CSRF tokens and other server-side MACs bound to a session.
+    pub session_key: SecretKey,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyringFile {
+    version: u32,
+    hmac_pepper: KeyEntry,
+    aes_key: KeyEntry,
+    session_key: KeyEntry,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    id: String,
+    key: String,
+}
+
+impl Keyring {
+    /// A fresh keyring with random keys (tests and first run).
+    pub fn generate() -> Self {
+        Self {
+            hmac_pepper: SecretKey::generate("hp"),
+            aes_key: SecretKey::generate("aes"),
+            session_key: SecretKey::generate("sk"),
+        }
+    }
+
+    /// Loads the keyring from the environment if all three keys are set there; otherwise from
+    /// `path`, creating it (mode 0600) when it does not exist yet.
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyringError> {
+        if let Some(from_env) = Self::from_env()? {
+            return Ok(from_env);
+        }
+        if path.exists() {
+            return Self::load(path);
+        }
+        let keyring = Self::generate();
+        keyring.write_new(path)?;
+        tracing::info!(path = %path.display(), "created a new keyring");
+        Ok(keyring)
+    }
+
+    fn from_env() -> Result<Option<Self>, KeyringError> {
+        const VARS: [&str; 3] = [
+            "TRUSTPLANE_HMAC_PEPPER",
+            "TRUSTPLANE_AES_KEY",
+            "TRUSTPLANE_SESSION_KEY",
+        ];
+        let values: Vec<Option<String>> = VARS.iter().map(|v| std::env::var(v).ok()).collect();
+        if values.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let mut keys = Vec::with_capacity(3);
+        for (var, value) in VARS.iter().zip(values) {
+            let value = value.ok_or(KeyringError::Env {
+                var,
+                reason: "the three key variables must be set together".into(),
+            })?;
+            let raw = Zeroizing::new(STANDARD.decode(value.trim()).map_err(|e| {
+                KeyringError::Env {
+                    var,
+                    reason: format!("not base64: {e}"),
+                }
+            })?);
+            let id = format!("env-{}", &sha256_hex(&raw)[..8]);
+            keys.push(
+                SecretKey::from_slice(id, &raw)
+                    .map_err(|reason| KeyringError::Env { var, reason })?,
+            );
+        }
+        let mut keys = keys.into_iter();
+        match (keys.next(), keys.next(), keys.next()) {
+            (Some(hmac_pepper), Some(aes_key), Some(session_key)) => Ok(Some(Self {
+                hmac_pepper,
+                aes_key,
+                session_key,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    fn load(path: &Path) -> Result<Self, KeyringError> {
+        let io = |source| KeyringError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(KeyringError::Permissions {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
+        }
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+        let corrupt = |reason: String| KeyringError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        };
+        let file: KeyringFile = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        if file.version != 1 {
+            return Err(corrupt(format!("unsupported version {}", file.version)));
+        }
+        let decode = |entry: KeyEntry| -> Result<SecretKey, KeyringError> {
+            let raw = Zeroizing::new(
+                STANDARD
+                    .decode(entry.key.as_bytes())
+                    .map_err(|e| corrupt(format!("key {} is not base64: {e}", entry.id)))?,
+            );
+            SecretKey::from_slice(entry.id, &raw).map_err(corrupt)
+        };
+        Ok(Self {
+            hmac_pepper: decode(file.hmac_pepper)?,
+            aes_key: decode(file.aes_key)?,
+            session_key: decode(file.session_key)?,
+        })
+    }
+
+    /// Writes the keyring to a new file with mode 0600, atomically (temp file + rename).
+    pub fn write_new(&self, path: &Path) -> Result<(), KeyringError> {
+        let io = |source| KeyringError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let entry = |k: &SecretKey| KeyEntry {
+            id: k.id.clone(),
+            key: STANDARD.encode(k.bytes.as_ref()),
+        };
+        let file = KeyringFile {
+            version: 1,
+            hmac_pepper: entry(&self.hmac_pepper),
+            aes_key: entry(&self.aes_key),
+            session_key: entry(&self.session_key),
+        };
+        let text = Zeroizing::new(
+            serde_json::to_string_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?,
+        );
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut out = options.open(&tmp).map_err(io)?;
+        out.write_all(text.as_bytes()).map_err(io)?;
+        out.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        Ok(())
+    }
+
+    /// HMAC-SHA256 under the pepper, hex-encoded. Used for values looked up by hash.
+    pub fn pepper_hmac_hex(&self, data: &[u8]) -> String {
+        hex::encode(mac(&self.hmac_pepper, &[data]))
+    }
+
+    /// A MAC under the session key over `purpose` and `data`, base64url-encoded.
+    pub fn session_mac(&self, purpose: &str, data: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(mac(&self.session_key, &[purpose.as_bytes(), b"\0", data]))
+    }
+
+    /// Encrypts `plaintext` with AES-256-GCM, binding `aad` (e.g. the owning record's id).
+    /// Output: `key_id.nonce.ciphertext`, base64url parts.
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> String {
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let cipher = Aes256Gcm::new(self.aes_key.bytes.as_ref().into());
+        // Encryption only fails for plaintexts beyond GCM's 64 GiB limit.
+        let sealed = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .unwrap_or_default();
+        format!(
+            "{}.{}.{}",
+            self.aes_key.id,
+            URL_SAFE_NO_PAD.encode(nonce),
+            URL_SAFE_NO_PAD.encode(sealed)
+        )
+    }
+
+    /// Reverses [`Keyring::seal`]; fails on a wrong key id, wrong `aad` or any altered byte.
+    pub fn open(&self, sealed: &str, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let mut parts = sealed.splitn(3, '.');
+        let (Some(key_id), Some(nonce), Some(body)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(CryptoError::Malformed);
+        };
+        if key_id != self.aes_key.id {
+            return Err(CryptoError::UnknownKey(key_id.to_owned()));
+        }
+        let nonce = URL_SAFE_NO_PAD
+            .decode(nonce)
+            .map_err(|_| CryptoError::Malformed)?;
+        let body = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| CryptoError::Malformed)?;
+        if nonce.len() != 12 {
+            return Err(CryptoError::Malformed);
+        }
+        let cipher = Aes256Gcm::new(self.aes_key.bytes.as_ref().into());
+        cipher
+            .decrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &body,
+                    aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Tampered)
+    }
+}
+
+/// Why a sealed value could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("sealed value is malformed")]
+    Malformed,
+    #[error("sealed with unknown key {0}")]
+    UnknownKey(String),
+    #[error("sealed value failed authentication")]
+    Tampered,
+}
+
+fn mac(key: &SecretKey, parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so construction cannot fail for a 32-byte key.
+    let mut mac = match <HmacSha256 as Mac>::new_from_slice(key.bytes.as_ref()) {
+        Ok(mac) => mac,
+        Err(_) => return [0u8; 32],
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// `bytes` random bytes from the OS, base64url-encoded: tokens for cookies and links.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// `bytes` random bytes from the OS, hex-encoded.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// SHA-256, hex-encoded. Used to store short-lived random tokens (sessions, setup links).
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Compares two strings without leaking where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_round_trips_and_binds_associated_data() {
+        let keyring = Keyring::generate();
+        let sealed = keyring.seal(b"JBSWY3DPEHPK3PXP", b"staff-1");
+        assert!(sealed.starts_with(&keyring.aes_key.id));
+        assert_eq!(
+            keyring.open(&sealed, b"staff-1").unwrap().as_slice(),
+            b"JBSWY3DPEHPK3PXP"
+        );
+        assert!(matches!(
+            keyring.open(&sealed, b"staff-2"),
+            Err(CryptoError::Tampered)
+        ));
+        let other = Keyring::generate();
+        assert!(other.open(&sealed, b"staff-1").is_err());
+    }
+
+    #[test]
+    fn keyring_file_is_private_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring.json");
+        let created = Keyring::load_or_create(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let loaded = Keyring::load_or_create(&path).unwrap();
+        assert_eq!(created.aes_key.id, loaded.aes_key.id);
+        assert_eq!(
+            created.pepper_hmac_hex(b"x"),
+            loaded.pepper_hmac_hex(b"x")
+        );
+    }
+
+    #[test]
+    fn corrupt_keyring_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring.json");
+        Keyring::generate().write_new(&path).unwrap();
+        std::fs::write(&path, "{ not json").unwrap();
+        let err = Keyring::load_or_create(&path).unwrap_err();
+        assert!(err.to_string().contains("is corrupt"), "{err}");
+    }
+
+    #[test]
+    fn constant_time_eq_compares_content() {
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "ab"));
+    }
+}

@@ -1,0 +1,36 @@
+//! trustplane: a security-operations and compliance control plane. One binary serves the
+//! staff portal, (later) the customer processing API, and the scheduler; every claim of the
+//! Trust & Safety page becomes a control the code enforces and proves.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+/// Application state and router assembly.
+pub mod app;
+/// Append-only, hash-chained audit log, its verification and its portal page.
+pub mod audit;
+/// Staff authentication: passwords, TOTP, recovery codes, sessions, throttling, login pages.
+pub mod authn;
+/// Casbin RBAC over roles held in the database.
+pub mod authz;
+/// Command-line interface: serve, migrate, admin, audit.
+pub mod cli;
+/// Injected time (system or manual) and timestamp formatting.
+pub mod clock;
+/// Typed configuration: defaults < trustplane.toml < TRUSTPLANE_* env.
+pub mod config;
+/// Keyring (pepper, AES-256-GCM key, session key), tokens, hashing, sealing.
+pub mod crypto;
+/// Database pool over SQLite or PostgreSQL, migrations, error classification.
+pub mod db;
+/// Portal error type rendered as readable pages.
+pub mod error;
+/// Prometheus metrics.
+pub mod metrics;
+/// Portal route registry and guard, page shell, dashboard, health and static files.
+pub mod portal;
+/// Start-up, TLS, first-run setup link, graceful shutdown.
+pub mod server;
+/// Staff accounts, roles and their admin pages.
+pub mod staff;
+/// Request context, cookies, security headers, form extraction.
+pub mod web;

@@ -1,0 +1,197 @@
+//! Start-up and the listener: builds the app from config (database, migrations, keyring,
+//! policies), refuses plain HTTP on a public address, terminates TLS with rustls (TLS 1.2
+//! and 1.3 only) when given a certificate, prints the first-run setup link, and shuts down
+//! gracefully on Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+
+use crate::app::{App, AppState};
+use crate::audit::{self, AuditEvent, RequestMeta};
+use crate::authn::links;
+use crate::authz::Authz;
+use crate::clock::{Clock, HOUR};
+use crate::config::Config;
+use crate::crypto::Keyring;
+use crate::db::Db;
+use crate::metrics::Metrics;
+
+/// Connects the database, runs migrations, and assembles the shared state.
+pub async fn build_state(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    keyring: Keyring,
+) -> anyhow::Result<AppState> {
+    let url = config.effective_database_url();
+    let db = Db::connect(&url)
+        .await
+        .with_context(|| format!("cannot open database {}", crate::config::redact_url(&url)))?;
+    db.migrate().await.context("database migration failed")?;
+    let authz = Authz::load(&config.policy_dir).await?;
+    let tls = config.tls_enabled();
+    Ok(AppState::new(App {
+        config,
+        db,
+        clock,
+        keyring,
+        authz,
+        metrics: Metrics::default(),
+        tls,
+    }))
+}
+
+/// Refuses to serve plain HTTP where it could cross a network without a TLS proxy.
+pub fn check_transport(config: &Config) -> anyhow::Result<()> {
+    let addr = config.listen_addr()?;
+    if !config.tls_enabled() && !config.behind_proxy && !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to serve plain HTTP on {addr}: set tls_cert and tls_key, or set \
+             behind_proxy = true when a TLS-terminating proxy is in front, or listen on loopback"
+        );
+    }
+    Ok(())
+}
+
+/// A rustls server config that offers TLS 1.2 and 1.3 only.
+pub fn tls_config(config: &Config) -> anyhow::Result<rustls::ServerConfig> {
+    let cert_pem = std::fs::read(&config.tls_cert)
+        .with_context(|| format!("cannot read tls_cert {}", config.tls_cert))?;
+    let key_pem = std::fs::read(&config.tls_key)
+        .with_context(|| format!("cannot read tls_key {}", config.tls_key))?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .context("tls_cert is not a PEM certificate chain")?;
+    if certs.is_empty() {
+        anyhow::bail!("tls_cert {} contains no certificate", config.tls_cert);
+    }
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .context("tls_key is not a PEM private key")?
+        .ok_or_else(|| anyhow::anyhow!("tls_key {} contains no private key", config.tls_key))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .context("TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("tls_cert and tls_key do not form a usable pair")?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(server)
+}
+
+/// When no staff account exists, issues a one-time link for creating the first admin.
+pub async fn first_run_link(state: &AppState, base_url: &str) -> anyhow::Result<Option<String>> {
+    if crate::staff::store::any_exists(&state.db).await? {
+        return Ok(None);
+    }
+    let now = state.now();
+    let mut tx = state.db.begin().await?;
+    // Only the newest first-run link is valid.
+    sqlx::query("DELETE FROM one_time_tokens WHERE purpose = 'first_admin' AND used_at IS NULL")
+        .execute(&mut *tx)
+        .await?;
+    let hours = state.config.setup_link_hours;
+    let token = links::create(
+        &mut tx,
+        links::Purpose::FirstAdmin,
+        None,
+        "system",
+        now,
+        now + hours * HOUR,
+    )
+    .await?;
+    audit::append(
+        &mut tx,
+        now,
+        &RequestMeta::default(),
+        AuditEvent::new("system", "setup.link.issued", "first_admin").detail("valid_hours", hours),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(format!("{base_url}/setup?token={token}")))
+}
+
+/// A running server (used by `serve` and by tests).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub handle: axum_server::Handle,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds `listen` and serves `state` in the background.
+pub async fn start(state: AppState, listen: SocketAddr) -> anyhow::Result<Running> {
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let app: Router = crate::app::router(state.clone());
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let task = if state.config.tls_enabled() {
+        let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config(
+            &state.config,
+        )?));
+        let server = axum_server::from_tcp_rustls(listener, rustls).handle(handle.clone());
+        tokio::spawn(server.serve(service))
+    } else {
+        let server = axum_server::from_tcp(listener).handle(handle.clone());
+        tokio::spawn(server.serve(service))
+    };
+    Ok(Running { addr, handle, task })
+}
+
+/// `trustplane serve`.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    check_transport(&config)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let keyring = Keyring::load_or_create(&config.effective_keyring_path())?;
+    let listen = config.listen_addr()?;
+    let state = build_state(config, Arc::new(crate::clock::SystemClock), keyring).await?;
+    let running = start(state.clone(), listen).await?;
+    let base = state.config.base_url(running.addr);
+    if state.config.tls_enabled() {
+        tracing::info!(%base, tls = "TLS 1.2, TLS 1.3 (rustls)", "listening");
+    } else {
+        tracing::info!(%base, tls = "off (loopback or behind a TLS proxy)", "listening");
+    }
+    if let Some(link) = first_run_link(&state, &base).await? {
+        // Printed to the console only, never logged: the link is a one-time credential.
+        println!(
+            "\nNo staff account exists yet. Open this one-time link within {} hours to create \
+             the first administrator:\n\n    {link}\n",
+            state.config.setup_link_hours
+        );
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running
+        .handle
+        .graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    running.task.await??;
+    state.db.pool.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,244 @@
+//! HTTP plumbing shared by every route: the per-request context (request id, client IP,
+//! whether the client reached us over TLS), cookies, security headers, metrics, and a form
+//! extractor whose failures become readable pages.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header, request::Parts};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::app::AppState;
+use crate::audit::RequestMeta;
+use crate::authn::session::Origin;
+use crate::error::AppError;
+use crate::metrics::{RequestLabels, RouteLabels};
+
+/// Facts about the current request, set by [`context_layer`] before anything else runs.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    pub request_id: String,
+    pub client_ip: Option<String>,
+    /// The client reached us over TLS (ours, or a declared proxy's).
+    pub secure: bool,
+    pub user_agent: Option<String>,
+}
+
+impl RequestCtx {
+    pub fn meta(&self) -> RequestMeta {
+        RequestMeta {
+            client_ip: self.client_ip.clone(),
+            request_id: Some(self.request_id.clone()),
+        }
+    }
+
+    pub fn origin(&self) -> Origin {
+        Origin {
+            client_ip: self.client_ip.clone(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+
+    /// The cookie name for `base`: `__Host-` prefixed whenever the client uses TLS.
+    pub fn cookie_name(&self, base: &str) -> String {
+        if self.secure {
+            format!("__Host-{base}")
+        } else {
+            base.to_owned()
+        }
+    }
+
+    /// A `Set-Cookie` value for a host-only, HttpOnly cookie.
+    pub fn set_cookie(&self, base: &str, value: &str, same_site: &str, max_age: Option<i64>) -> String {
+        let mut cookie = format!(
+            "{}={value}; Path=/; HttpOnly; SameSite={same_site}",
+            self.cookie_name(base)
+        );
+        if self.secure {
+            cookie.push_str("; Secure");
+        }
+        if let Some(age) = max_age {
+            cookie.push_str(&format!("; Max-Age={age}"));
+        }
+        cookie
+    }
+
+    /// A `Set-Cookie` value that deletes the cookie.
+    pub fn clear_cookie(&self, base: &str) -> String {
+        self.set_cookie(base, "", "Lax", Some(0))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestCtx {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<RequestCtx>()
+            .cloned()
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("request context missing")))
+    }
+}
+
+/// Reads cookie `name` from the request headers.
+pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn valid_request_id(raw: &str) -> bool {
+    !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Sets up [`RequestCtx`], adds security headers, records metrics and echoes the request id.
+pub async fn context_layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let behind_proxy = state.config.behind_proxy;
+    let headers = req.headers();
+    let forwarded_proto_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let secure = state.tls || (behind_proxy && forwarded_proto_https);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let client_ip = if behind_proxy {
+        // The proxy appends the address it saw; the last entry is the one we can trust.
+        headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+            .or(peer)
+    } else {
+        peer
+    };
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| behind_proxy && valid_request_id(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    req.extensions_mut().insert(RequestCtx {
+        request_id: request_id.clone(),
+        client_ip,
+        secure,
+        user_agent,
+    });
+
+    let span = tracing::info_span!("request", %method, %route, request_id = %request_id);
+    let mut response = next.run(req).instrument(span.clone()).await;
+
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed().as_secs_f64();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(elapsed);
+    // The route template, never the raw URI: links may carry one-time tokens.
+    tracing::info!(parent: &span, status, elapsed_ms = elapsed * 1000.0, "request");
+
+    let h = response.headers_mut();
+    let mut set = |name: &'static str, value: &'static str| {
+        if !h.contains_key(name) {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+    };
+    set(
+        "content-security-policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+         base-uri 'none'",
+    );
+    set("x-content-type-options", "nosniff");
+    set("referrer-policy", "no-referrer");
+    set("x-frame-options", "DENY");
+    set("cross-origin-opener-policy", "same-origin");
+    set("cross-origin-resource-policy", "same-origin");
+    set(
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), payment=()",
+    );
+    set("cache-control", "no-store");
+    if secure {
+        set("strict-transport-security", "max-age=63072000; includeSubDomains");
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        h.insert("x-request-id", value);
+    }
+    response
+}
+
+/// Like `axum::Form`, but a body that cannot be parsed becomes a readable 400 page.
+pub struct Form<T>(pub T);
+
+impl<T, S> FromRequest<S> for Form<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(value)) => Ok(Form(value)),
+            Err(rejection) => {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    Err(AppError::TooLarge)
+                } else {
+                    Err(AppError::BadRequest(
+                        "The form could not be read: a field is missing or malformed. Nothing was changed."
+                            .into(),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Truncates user input to `max` characters for safe display in messages.
+pub fn clip(input: &str, max: usize) -> String {
+    input.chars().take(max).collect()
+}
