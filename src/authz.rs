@@ -28,9 +28,8 @@ impl Authz {
         } else {
             let dir = Path::new(policy_dir);
             let read = |name: &str| {
-                std::fs::read_to_string(dir.join(name)).map_err(|e| {
-                    anyhow::anyhow!("cannot read {}: {e}", dir.join(name).display())
-                })
+                std::fs::read_to_string(dir.join(name))
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.join(name).display()))
             };
             (read("model.conf")?, read("policy.csv")?)
         };

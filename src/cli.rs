@@ -16,7 +16,11 @@ use crate::staff::model::{DisplayName, Email, Role};
 use crate::staff::store;
 
 #[derive(Parser, Debug)]
-#[command(name = "trustplane", version, about = "Security-operations and compliance control plane")]
+#[command(
+    name = "trustplane",
+    version,
+    about = "Security-operations and compliance control plane"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -147,9 +151,14 @@ async fn admin_create(
 ) -> anyhow::Result<ExitCode> {
     let email = Email::parse(email).map_err(anyhow::Error::msg)?;
     let role = Role::parse(role).map_err(anyhow::Error::msg)?;
-    let name = DisplayName::parse(
-        &name.unwrap_or_else(|| email.as_str().split('@').next().unwrap_or("staff").to_owned()),
-    )
+    let name = DisplayName::parse(&name.unwrap_or_else(|| {
+        email
+            .as_str()
+            .split('@')
+            .next()
+            .unwrap_or("staff")
+            .to_owned()
+    }))
     .map_err(anyhow::Error::msg)?;
     let (password, generated) = if password_stdin {
         let mut line = String::new();
@@ -187,7 +196,9 @@ async fn admin_create(
     .await?;
     tx.commit().await?;
     db.pool.close().await;
-    println!("created {email} with role {role} (id {id}); TOTP enrolment is required at first login");
+    println!(
+        "created {email} with role {role} (id {id}); TOTP enrolment is required at first login"
+    );
     if generated {
         println!("password (shown once): {password}");
     }

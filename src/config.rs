@@ -118,7 +118,10 @@ impl Config {
     /// `TRUSTPLANE_CONFIG`), then the environment, and validates the result.
     pub fn load() -> Result<Self, ConfigError> {
         let file = std::env::var("TRUSTPLANE_CONFIG").unwrap_or_else(|_| "trustplane.toml".into());
-        Self::load_from(Path::new(&file), Env::prefixed("TRUSTPLANE_").ignore(&["config"]))
+        Self::load_from(
+            Path::new(&file),
+            Env::prefixed("TRUSTPLANE_").ignore(&["config"]),
+        )
     }
 
     fn load_from(file: &Path, env: Env) -> Result<Self, ConfigError> {
@@ -253,10 +256,14 @@ mod tests {
     #[test]
     fn env_overrides_file_overrides_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("trustplane.toml", "listen = \"127.0.0.1:9000\"\nlockout_minutes = 20")?;
+            jail.create_file(
+                "trustplane.toml",
+                "listen = \"127.0.0.1:9000\"\nlockout_minutes = 20",
+            )?;
             jail.set_env("TRUSTPLANE_LISTEN", "127.0.0.1:9100");
-            let config = Config::load_from(Path::new("trustplane.toml"), Env::prefixed("TRUSTPLANE_"))
-                .map_err(|e| e.to_string())?;
+            let config =
+                Config::load_from(Path::new("trustplane.toml"), Env::prefixed("TRUSTPLANE_"))
+                    .map_err(|e| e.to_string())?;
             assert_eq!(config.listen, "127.0.0.1:9100");
             assert_eq!(config.lockout_minutes, 20);
             assert_eq!(config.session_idle_minutes, 30);

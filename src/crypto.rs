@@ -138,12 +138,15 @@ impl Keyring {
                 var,
                 reason: "the three key variables must be set together".into(),
             })?;
-            let raw = Zeroizing::new(STANDARD.decode(value.trim()).map_err(|e| {
-                KeyringError::Env {
-                    var,
-                    reason: format!("not base64: {e}"),
-                }
-            })?);
+            let raw =
+                Zeroizing::new(
+                    STANDARD
+                        .decode(value.trim())
+                        .map_err(|e| KeyringError::Env {
+                            var,
+                            reason: format!("not base64: {e}"),
+                        })?,
+                );
             let id = format!("env-{}", &sha256_hex(&raw)[..8]);
             keys.push(
                 SecretKey::from_slice(id, &raw)
@@ -293,13 +296,7 @@ impl Keyring {
         }
         let cipher = Aes256Gcm::new(self.aes_key.bytes.as_ref().into());
         cipher
-            .decrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &body,
-                    aad,
-                },
-            )
+            .decrypt(Nonce::from_slice(&nonce), Payload { msg: &body, aad })
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Tampered)
     }
@@ -386,10 +383,7 @@ mod tests {
         }
         let loaded = Keyring::load_or_create(&path).unwrap();
         assert_eq!(created.aes_key.id, loaded.aes_key.id);
-        assert_eq!(
-            created.pepper_hmac_hex(b"x"),
-            loaded.pepper_hmac_hex(b"x")
-        );
+        assert_eq!(created.pepper_hmac_hex(b"x"), loaded.pepper_hmac_hex(b"x"));
     }
 
     #[test]

@@ -69,7 +69,11 @@ impl Db {
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self.backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
-            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await?,
+            Backend::Postgres => {
+                sqlx::migrate!("migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -86,7 +90,10 @@ impl Db {
 
     /// Cheap round trip used by `/readyz`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -129,8 +136,11 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed
     ) || matches!(err, sqlx::Error::Database(db) if db.code().as_deref().is_some_and(|c|
-        // PostgreSQL: connection exceptions, admin shutdown, cannot connect now; SQLite: busy.
-        c.starts_with("08") || c == "57P01" || c == "57P03" || c == "5" || c == "517"))
+        // PostgreSQL: connection exceptions (08), insufficient resources (53), operator
+        // intervention (57P), database not accepting connections (55000) or gone (3D000);
+        // SQLite: busy (5, 517).
+        c.starts_with("08") || c.starts_with("53") || c.starts_with("57P")
+            || c == "55000" || c == "3D000" || c == "5" || c == "517"))
 }
 
 #[cfg(test)]

@@ -66,7 +66,9 @@ impl AppError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
-            AppError::LoginRequired => (StatusCode::UNAUTHORIZED, "login_required", "Please log in"),
+            AppError::LoginRequired => {
+                (StatusCode::UNAUTHORIZED, "login_required", "Please log in")
+            }
             AppError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Not permitted"),
             AppError::Csrf => (StatusCode::FORBIDDEN, "csrf", "This form has expired"),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", "Check your input"),
@@ -108,7 +110,9 @@ impl IntoResponse for AppError {
                     .into()
             }
             AppError::BadRequest(msg) | AppError::Conflict(msg) => msg.clone(),
-            AppError::TooLarge => "The request was larger than this form accepts. Nothing was changed.".into(),
+            AppError::TooLarge => {
+                "The request was larger than this form accepts. Nothing was changed.".into()
+            }
             AppError::Unavailable => {
                 "The database cannot be reached right now. Nothing was changed. Try again in a \
                  minute; if this persists, tell the operators."

@@ -2,7 +2,10 @@
 //! staff portal, (later) the customer processing API, and the scheduler; every claim of the
 //! Trust & Safety page becomes a control the code enforces and proves.
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 /// Application state and router assembly.
 pub mod app;

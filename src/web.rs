@@ -53,7 +53,13 @@ impl RequestCtx {
     }
 
     /// A `Set-Cookie` value for a host-only, HttpOnly cookie.
-    pub fn set_cookie(&self, base: &str, value: &str, same_site: &str, max_age: Option<i64>) -> String {
+    pub fn set_cookie(
+        &self,
+        base: &str,
+        value: &str,
+        same_site: &str,
+        max_age: Option<i64>,
+    ) -> String {
         let mut cookie = format!(
             "{}={value}; Path=/; HttpOnly; SameSite={same_site}",
             self.cookie_name(base)
@@ -107,7 +113,11 @@ fn valid_request_id(raw: &str) -> bool {
 }
 
 /// Sets up [`RequestCtx`], adds security headers, records metrics and echoes the request id.
-pub async fn context_layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn context_layer(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let behind_proxy = state.config.behind_proxy;
     let headers = req.headers();
@@ -203,7 +213,10 @@ pub async fn context_layer(State(state): State<AppState>, mut req: Request, next
     );
     set("cache-control", "no-store");
     if secure {
-        set("strict-transport-security", "max-age=63072000; includeSubDomains");
+        set(
+            "strict-transport-security",
+            "max-age=63072000; includeSubDomains",
+        );
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         h.insert("x-request-id", value);

@@ -173,11 +173,10 @@ pub async fn append(
     meta: &RequestMeta,
     event: AuditEvent,
 ) -> Result<i64, sqlx::Error> {
-    let head = sqlx::query(
-        "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, head_hash",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
+    let head =
+        sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, head_hash")
+            .fetch_one(&mut *conn)
+            .await?;
     let seq: i64 = head.try_get("seq")?;
     let prev_hash: String = head.try_get("head_hash")?;
     let mut row = AuditRow {
@@ -351,9 +350,15 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
     }
     let last_seq = expected_seq - 1;
     let first_bad = if last_seq != head_seq {
-        Some((last_seq + 1, format!("chain head says {head_seq} rows, found {last_seq}")))
+        Some((
+            last_seq + 1,
+            format!("chain head says {head_seq} rows, found {last_seq}"),
+        ))
     } else if expected_prev != head_hash {
-        Some((last_seq, "chain head hash does not match the last row".to_owned()))
+        Some((
+            last_seq,
+            "chain head hash does not match the last row".to_owned(),
+        ))
     } else {
         None
     };

@@ -14,7 +14,11 @@ use crate::portal::routes::{Access, PortalRoute, Visitor};
 use crate::portal::shell::{Shell, html};
 
 pub fn routes() -> Vec<PortalRoute> {
-    vec![PortalRoute::get("/audit", Access::Rbac("audit", "read"), audit_list_get)]
+    vec![PortalRoute::get(
+        "/audit",
+        Access::Rbac("audit", "read"),
+        audit_list_get,
+    )]
 }
 
 const PAGE_SIZE: i64 = 50;
@@ -111,7 +115,11 @@ async fn audit_list_get(
             outcome: r.outcome,
             client_ip: r.client_ip.unwrap_or_default(),
             request_id: r.request_id.unwrap_or_default(),
-            details: if r.details == "{}" { String::new() } else { r.details },
+            details: if r.details == "{}" {
+                String::new()
+            } else {
+                r.details
+            },
             hash_prefix: r.hash.chars().take(12).collect(),
         })
         .collect();

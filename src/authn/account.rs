@@ -21,9 +21,21 @@ use crate::web::Form;
 pub fn routes() -> Vec<PortalRoute> {
     vec![
         PortalRoute::get("/account", Access::Rbac("account", "read"), account_get),
-        PortalRoute::post("/account/password", Access::Rbac("account", "write"), password_post),
-        PortalRoute::post("/account/mfa-reset", Access::Rbac("account", "write"), mfa_reset_post),
-        PortalRoute::get("/account/sessions", Access::Rbac("account", "read"), sessions_get),
+        PortalRoute::post(
+            "/account/password",
+            Access::Rbac("account", "write"),
+            password_post,
+        ),
+        PortalRoute::post(
+            "/account/mfa-reset",
+            Access::Rbac("account", "write"),
+            mfa_reset_post,
+        ),
+        PortalRoute::get(
+            "/account/sessions",
+            Access::Rbac("account", "read"),
+            sessions_get,
+        ),
         PortalRoute::post(
             "/account/sessions/{id}/end",
             Access::Rbac("account", "write"),
@@ -100,7 +112,10 @@ async fn reauthenticate(
     let now = state.now();
     let session = visitor.session()?;
     let account_key = throttle::account_subject(&session.email);
-    if throttle::locked_until(&state.db, &[&account_key], now).await?.is_some() {
+    if throttle::locked_until(&state.db, &[&account_key], now)
+        .await?
+        .is_some()
+    {
         return Ok(Err("Too many failed attempts. Try again later.".into()));
     }
     let account = store::find(&state.db.pool, &session.staff_id)
@@ -135,9 +150,13 @@ async fn reauthenticate(
         &mut tx,
         now,
         &visitor.ctx.meta(),
-        AuditEvent::new(visitor.actor(), "auth.reauthenticate", format!("staff:{}", account.id))
-            .outcome(Outcome::Failure)
-            .detail("for", purpose),
+        AuditEvent::new(
+            visitor.actor(),
+            "auth.reauthenticate",
+            format!("staff:{}", account.id),
+        )
+        .outcome(Outcome::Failure)
+        .detail("for", purpose),
     )
     .await?;
     tx.commit().await?;
@@ -168,8 +187,14 @@ async fn password_post(
     {
         return failed(rejected.to_string()).await;
     }
-    if let Err(msg) =
-        reauthenticate(&state, &visitor, form.current_password, &form.code, "password_change").await?
+    if let Err(msg) = reauthenticate(
+        &state,
+        &visitor,
+        form.current_password,
+        &form.code,
+        "password_change",
+    )
+    .await?
     {
         return failed(msg).await;
     }
@@ -182,8 +207,12 @@ async fn password_post(
         &mut tx,
         now,
         &visitor.ctx.meta(),
-        AuditEvent::new(visitor.actor(), "account.password.change", format!("staff:{}", session.staff_id))
-            .detail("other_sessions_ended", ended),
+        AuditEvent::new(
+            visitor.actor(),
+            "account.password.change",
+            format!("staff:{}", session.staff_id),
+        )
+        .detail("other_sessions_ended", ended),
     )
     .await?;
     tx.commit().await?;
@@ -209,10 +238,17 @@ async fn mfa_reset_post(
         Ok::<Response, AppError>((StatusCode::UNPROCESSABLE_ENTITY, html(&page)?).into_response())
     };
     if form.confirm != "yes" {
-        return failed("Tick the box to confirm you want to remove your second factor.".into()).await;
+        return failed("Tick the box to confirm you want to remove your second factor.".into())
+            .await;
     }
-    if let Err(msg) =
-        reauthenticate(&state, &visitor, form.current_password, &form.code, "mfa_reset").await?
+    if let Err(msg) = reauthenticate(
+        &state,
+        &visitor,
+        form.current_password,
+        &form.code,
+        "mfa_reset",
+    )
+    .await?
     {
         return failed(msg).await;
     }
@@ -224,8 +260,12 @@ async fn mfa_reset_post(
         &mut tx,
         now,
         &visitor.ctx.meta(),
-        AuditEvent::new(visitor.actor(), "account.mfa.reset", format!("staff:{}", session.staff_id))
-            .detail("sessions_ended", ended),
+        AuditEvent::new(
+            visitor.actor(),
+            "account.mfa.reset",
+            format!("staff:{}", session.staff_id),
+        )
+        .detail("sessions_ended", ended),
     )
     .await?;
     tx.commit().await?;
@@ -318,8 +358,12 @@ async fn sessions_end_others_post(
         &mut tx,
         now,
         &visitor.ctx.meta(),
-        AuditEvent::new(visitor.actor(), "session.end_others", format!("staff:{}", session.staff_id))
-            .detail("ended", ended),
+        AuditEvent::new(
+            visitor.actor(),
+            "session.end_others",
+            format!("staff:{}", session.staff_id),
+        )
+        .detail("ended", ended),
     )
     .await?;
     tx.commit().await?;

@@ -14,7 +14,10 @@ use crate::app::AppState;
 use crate::error::AppError;
 
 /// Runs argon2 off the async runtime.
-pub async fn verify_password_blocking(password: String, stored: Option<String>) -> Result<bool, AppError> {
+pub async fn verify_password_blocking(
+    password: String,
+    stored: Option<String>,
+) -> Result<bool, AppError> {
     tokio::task::spawn_blocking(move || match stored {
         Some(stored) => password::verify(&password, &stored),
         None => {
@@ -35,7 +38,11 @@ pub async fn hash_password_blocking(password: String) -> Result<String, AppError
 }
 
 /// Opens an account's sealed TOTP secret.
-pub fn open_totp_secret(state: &AppState, sealed: &str, bound_to: &str) -> Result<String, AppError> {
+pub fn open_totp_secret(
+    state: &AppState,
+    sealed: &str,
+    bound_to: &str,
+) -> Result<String, AppError> {
     let bytes = state
         .keyring
         .open(sealed, bound_to.as_bytes())

@@ -41,7 +41,10 @@ pub fn routes() -> Vec<PortalRoute> {
 /// Responds with a redirect and a new session cookie.
 fn with_session_cookie(ctx: &RequestCtx, token: &str, to: &str) -> Response {
     let mut response = Redirect::to(to).into_response();
-    set_cookie(&mut response, &ctx.set_cookie(SESSION_COOKIE, token, "Strict", None));
+    set_cookie(
+        &mut response,
+        &ctx.set_cookie(SESSION_COOKIE, token, "Strict", None),
+    );
     response
 }
 
@@ -68,7 +71,11 @@ struct LoginQuery {
 }
 
 async fn login_get(visitor: Visitor, Query(query): Query<LoginQuery>) -> AppResult<Response> {
-    if visitor.session.as_ref().is_some_and(|s| s.stage == Stage::Full) {
+    if visitor
+        .session
+        .as_ref()
+        .is_some_and(|s| s.stage == Stage::Full)
+    {
         return Ok(Redirect::to("/").into_response());
     }
     let notice = match query.notice.as_deref() {
@@ -115,9 +122,13 @@ async fn login_post(
     let account_key = throttle::account_subject(&email);
     let ip_key = throttle::ip_subject(ctx.client_ip.as_deref().unwrap_or("unknown"));
     if let Some(until) = throttle::locked_until(&state.db, &[&account_key, &ip_key], now).await? {
-        let event = AuditEvent::new("anonymous", "auth.login", format!("email:{}", crate::web::clip(&email, 254)))
-            .outcome(Outcome::Denied)
-            .detail("reason", "locked");
+        let event = AuditEvent::new(
+            "anonymous",
+            "auth.login",
+            format!("email:{}", crate::web::clip(&email, 254)),
+        )
+        .outcome(Outcome::Denied)
+        .detail("reason", "locked");
         audit::append_alone(&state.db, now, &ctx.meta(), event).await?;
         state.metrics.login_failures.inc();
         let minutes = ((until - now) + MINUTE - 1) / MINUTE;
@@ -211,8 +222,12 @@ async fn login_post(
         &mut tx,
         now,
         &ctx.meta(),
-        AuditEvent::new(format!("staff:{}", account.email), "auth.password", format!("staff:{}", account.id))
-            .detail("next", stage.as_str()),
+        AuditEvent::new(
+            format!("staff:{}", account.email),
+            "auth.password",
+            format!("staff:{}", account.id),
+        )
+        .detail("next", stage.as_str()),
     )
     .await?;
     tx.commit().await?;
@@ -259,7 +274,10 @@ async fn totp_post(
     let actor = format!("staff:{}", session.email);
     let target = format!("staff:{}", session.staff_id);
 
-    if throttle::locked_until(&state.db, &[&account_key, &ip_key], now).await?.is_some() {
+    if throttle::locked_until(&state.db, &[&account_key, &ip_key], now)
+        .await?
+        .is_some()
+    {
         let mut tx = state.db.begin().await?;
         session::end(&mut tx, &session.staff_id, &session.id).await?;
         audit::append(
@@ -313,8 +331,14 @@ async fn totp_post(
             window,
         )
         .await?;
-        throttle::record_failure(&mut tx, &ip_key, now, state.config.lockout_ip_failures, window)
-            .await?;
+        throttle::record_failure(
+            &mut tx,
+            &ip_key,
+            now,
+            state.config.lockout_ip_failures,
+            window,
+        )
+        .await?;
         audit::append(
             &mut tx,
             now,
@@ -400,7 +424,10 @@ async fn setup_get(
     if let Some(token) = query.token.filter(|t| !t.is_empty() && t.len() <= 128) {
         // Move the token out of the address bar and history into a short-lived cookie.
         let mut response = Redirect::to("/setup").into_response();
-        set_cookie(&mut response, &ctx.set_cookie(SETUP_COOKIE, &token, "Lax", Some(3600)));
+        set_cookie(
+            &mut response,
+            &ctx.set_cookie(SETUP_COOKIE, &token, "Lax", Some(3600)),
+        );
         return Ok(response);
     }
     let Some(token) = read_cookie(&headers, &ctx.cookie_name(SETUP_COOKIE)) else {
@@ -502,7 +529,8 @@ async fn setup_post(
             (email, name)
         }
     };
-    if let Err(rejected) = super::password::check_new(&form.password, &form.confirm, email.as_str()) {
+    if let Err(rejected) = super::password::check_new(&form.password, &form.confirm, email.as_str())
+    {
         return rerender(rejected.to_string());
     }
     let password_hash = super::hash_password_blocking(form.password).await?;
@@ -526,13 +554,18 @@ async fn setup_post(
             if existing > 0 {
                 return link_invalid();
             }
-            let id = store::insert(&mut tx, &email, &display_name, Some(&password_hash), now).await?;
+            let id =
+                store::insert(&mut tx, &email, &display_name, Some(&password_hash), now).await?;
             store::grant_role(&mut tx, &id, Role::Admin, "setup", now).await?;
             id
         }
     };
     let actor = format!("staff:{email}");
-    let action = if first_admin { "setup.first_admin" } else { "setup.invite_accepted" };
+    let action = if first_admin {
+        "setup.first_admin"
+    } else {
+        "setup.invite_accepted"
+    };
     audit::append(
         &mut tx,
         now,
@@ -642,13 +675,18 @@ async fn enrol_post(
         let page = enrol_page(
             &visitor,
             &secret,
-            Some("That code does not match. Check the time on your device and try the next code.".into()),
+            Some(
+                "That code does not match. Check the time on your device and try the next code."
+                    .into(),
+            ),
         )?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, html(&page)?).into_response());
     };
 
     let codes = recovery::generate();
-    let sealed = state.keyring.seal(secret.as_bytes(), session.staff_id.as_bytes());
+    let sealed = state
+        .keyring
+        .seal(secret.as_bytes(), session.staff_id.as_bytes());
     let lifetime = state.config.session_absolute_hours * HOUR;
     let mut tx = state.db.begin().await?;
     store::enable_totp(&mut tx, &session.staff_id, &sealed, step, now).await?;
@@ -664,7 +702,10 @@ async fn enrol_post(
     .await?;
     tx.commit().await?;
     let mut response = html(&RecoveryCodesPage { codes })?.into_response();
-    set_cookie(&mut response, &ctx.set_cookie(SESSION_COOKIE, &token, "Strict", None));
+    set_cookie(
+        &mut response,
+        &ctx.set_cookie(SESSION_COOKIE, &token, "Strict", None),
+    );
     Ok(response)
 }
 
@@ -677,7 +718,11 @@ async fn logout_post(State(state): State<AppState>, visitor: Visitor) -> AppResu
         &mut tx,
         now,
         &visitor.ctx.meta(),
-        AuditEvent::new(visitor.actor(), "auth.logout", format!("staff:{}", session.staff_id)),
+        AuditEvent::new(
+            visitor.actor(),
+            "auth.logout",
+            format!("staff:{}", session.staff_id),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -685,4 +730,3 @@ async fn logout_post(State(state): State<AppState>, visitor: Visitor) -> AppResu
     set_cookie(&mut response, &visitor.ctx.clear_cookie(SESSION_COOKIE));
     Ok(response)
 }
-

@@ -104,7 +104,9 @@ mod tests {
         for code in &codes {
             assert_eq!(code.len(), 14);
             assert!(looks_like_recovery_code(code));
-            assert!(looks_like_recovery_code(&code.to_lowercase().replace('-', " ")));
+            assert!(looks_like_recovery_code(
+                &code.to_lowercase().replace('-', " ")
+            ));
         }
         assert!(!looks_like_recovery_code("123456"));
     }

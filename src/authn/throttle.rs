@@ -10,7 +10,10 @@ use crate::db::Db;
 
 /// The throttle key of an account, by email (hashed, so the table holds no addresses).
 pub fn account_subject(email: &str) -> String {
-    format!("acct:{}", &sha256_hex(email.trim().to_lowercase().as_bytes())[..32])
+    format!(
+        "acct:{}",
+        &sha256_hex(email.trim().to_lowercase().as_bytes())[..32]
+    )
 }
 
 /// The throttle key of a client IP.

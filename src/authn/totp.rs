@@ -139,7 +139,10 @@ mod tests {
     fn enrolment_uri_and_qr_are_well_formed() {
         let secret = generate_secret();
         let uri = otpauth_uri(&secret, "ana@example.com").unwrap();
-        assert!(uri.starts_with("otpauth://totp/trustplane:ana%40example.com?"), "{uri}");
+        assert!(
+            uri.starts_with("otpauth://totp/trustplane:ana%40example.com?"),
+            "{uri}"
+        );
         assert!(uri.contains(&format!("secret={secret}")));
         let svg = qr_svg(&uri).unwrap();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));

@@ -13,7 +13,11 @@ use crate::portal::shell::{Shell, html};
 use crate::staff::store;
 
 pub fn routes() -> Vec<PortalRoute> {
-    vec![PortalRoute::get("/", Access::Rbac("dashboard", "read"), dashboard_get)]
+    vec![PortalRoute::get(
+        "/",
+        Access::Rbac("dashboard", "read"),
+        dashboard_get,
+    )]
 }
 
 #[derive(Template)]
@@ -39,13 +43,41 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
         audit_rows,
         audit_head: head_hash.chars().take(16).collect(),
         upcoming: vec![
-            ("KEY-1", "Customer API keys", "HMAC-SHA256 key inventory, rotation and revocation."),
-            ("RET-1 / RET-2", "Image retention", "Encrypted image store and the 30-day / 7-day purge."),
-            ("INC-1", "Incidents", "Triage timers with a 1-hour deadline and escalation."),
-            ("REV-1", "Access reviews", "Quarterly campaigns over staff roles and API keys."),
-            ("VND-1 / VND-2", "Sub-processors", "Assessment and DPA gate before onboarding."),
-            ("PEN-1 / DSC-1", "Findings and disclosures", "Remediation and disclosure SLA clocks."),
-            ("BAK-1", "Backups", "AES-256-GCM encrypted backups with restore tests."),
+            (
+                "KEY-1",
+                "Customer API keys",
+                "HMAC-SHA256 key inventory, rotation and revocation.",
+            ),
+            (
+                "RET-1 / RET-2",
+                "Image retention",
+                "Encrypted image store and the 30-day / 7-day purge.",
+            ),
+            (
+                "INC-1",
+                "Incidents",
+                "Triage timers with a 1-hour deadline and escalation.",
+            ),
+            (
+                "REV-1",
+                "Access reviews",
+                "Quarterly campaigns over staff roles and API keys.",
+            ),
+            (
+                "VND-1 / VND-2",
+                "Sub-processors",
+                "Assessment and DPA gate before onboarding.",
+            ),
+            (
+                "PEN-1 / DSC-1",
+                "Findings and disclosures",
+                "Remediation and disclosure SLA clocks.",
+            ),
+            (
+                "BAK-1",
+                "Backups",
+                "AES-256-GCM encrypted backups with restore tests.",
+            ),
         ],
     })
 }

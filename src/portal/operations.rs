@@ -38,7 +38,11 @@ async fn readyz_get(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics_get(State(state): State<AppState>, ctx: RequestCtx, headers: HeaderMap) -> Response {
+async fn metrics_get(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    headers: HeaderMap,
+) -> Response {
     let loopback = ctx
         .client_ip
         .as_deref()
@@ -52,7 +56,10 @@ async fn metrics_get(State(state): State<AppState>, ctx: RequestCtx, headers: He
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|given| constant_time_eq(given.trim(), token));
     if !(loopback || bearer_ok) {
-        return (StatusCode::FORBIDDEN, "metrics are available from loopback or with the metrics token")
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics are available from loopback or with the metrics token",
+        )
             .into_response();
     }
     (
@@ -78,7 +85,10 @@ async fn static_get(Path(path): Path<String>, headers: HeaderMap) -> Response {
     if matches {
         return (
             StatusCode::NOT_MODIFIED,
-            [(header::ETAG, etag), (header::CACHE_CONTROL, cache.to_owned())],
+            [
+                (header::ETAG, etag),
+                (header::CACHE_CONTROL, cache.to_owned()),
+            ],
         )
             .into_response();
     }

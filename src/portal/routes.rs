@@ -158,7 +158,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Visitor {
 }
 
 /// Authenticates, authorises and checks CSRF before any handler runs.
-async fn guard(access: Access, State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn guard(
+    access: Access,
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     match guard_inner(access, &state, req, next).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
@@ -214,11 +219,15 @@ async fn guard_inner(
         Access::Rbac(resource, action) => match &session {
             Some(s) if s.stage == Stage::Full => {
                 if !state.authz.allows(&s.roles, resource, action) {
-                    let event = AuditEvent::new(format!("staff:{}", s.email), "authz.denied", format!("route:{}", req.uri().path()))
-                        .outcome(Outcome::Denied)
-                        .detail("method", req.method().as_str())
-                        .detail("resource", resource)
-                        .detail("action", action);
+                    let event = AuditEvent::new(
+                        format!("staff:{}", s.email),
+                        "authz.denied",
+                        format!("route:{}", req.uri().path()),
+                    )
+                    .outcome(Outcome::Denied)
+                    .detail("method", req.method().as_str())
+                    .detail("resource", resource)
+                    .detail("action", action);
                     audit::append_alone(&state.db, now, &ctx.meta(), event).await?;
                     return Err(AppError::Forbidden);
                 }

@@ -133,12 +133,19 @@ async fn staff_list_get(
                 display_name: r.staff.display_name,
                 roles: r.roles.join(", "),
                 mfa: r.staff.totp_enabled,
-                last_login: r.staff.last_login_at.map(format_ms).unwrap_or_else(|| "never".into()),
+                last_login: r
+                    .staff
+                    .last_login_at
+                    .map(format_ms)
+                    .unwrap_or_else(|| "never".into()),
             })
             .collect(),
         q: filter.query.clone(),
         state: filter.state.clone(),
-        roles: Role::ALL.iter().map(|r| (r.as_str(), r.as_str() == query.role)).collect(),
+        roles: Role::ALL
+            .iter()
+            .map(|r| (r.as_str(), r.as_str() == query.role))
+            .collect(),
         total,
         page,
         pages,
@@ -160,7 +167,10 @@ struct StaffNewPage {
 }
 
 fn role_choices() -> Vec<(&'static str, &'static str)> {
-    Role::ALL.iter().map(|r| (r.as_str(), r.description())).collect()
+    Role::ALL
+        .iter()
+        .map(|r| (r.as_str(), r.description()))
+        .collect()
 }
 
 async fn staff_new_get(State(state): State<AppState>, visitor: Visitor) -> AppResult<Html<String>> {
@@ -241,7 +251,15 @@ async fn staff_create_post(
     };
     store::grant_role(&mut tx, &id, role, &actor, now).await?;
     let hours = state.config.setup_link_hours;
-    let token = links::create(&mut tx, links::Purpose::Invite, Some(&id), &actor, now, now + hours * HOUR).await?;
+    let token = links::create(
+        &mut tx,
+        links::Purpose::Invite,
+        Some(&id),
+        &actor,
+        now,
+        now + hours * HOUR,
+    )
+    .await?;
     audit::append(
         &mut tx,
         now,
@@ -302,7 +320,9 @@ async fn staff_detail_get(
     Path(id): Path<String>,
     Query(query): Query<DetailQuery>,
 ) -> AppResult<Html<String>> {
-    let staff = store::find(&state.db.pool, &id).await?.ok_or(AppError::NotFound)?;
+    let staff = store::find(&state.db.pool, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let granted = store::roles_of(&state.db.pool, &id).await?;
     let sessions = session::list_for(&state.db, &id, state.now()).await?.len();
     let me = visitor.session()?;
@@ -332,7 +352,10 @@ async fn staff_detail_get(
             mfa: staff.totp_enabled,
             version: staff.version,
             created_at: format_ms(staff.created_at),
-            last_login: staff.last_login_at.map(format_ms).unwrap_or_else(|| "never".into()),
+            last_login: staff
+                .last_login_at
+                .map(format_ms)
+                .unwrap_or_else(|| "never".into()),
         },
         sessions,
         can_write: state.authz.allows(&me.roles, "staff", "write"),
@@ -387,7 +410,10 @@ async fn staff_role_grant_post(
     let (mut tx, staff) = begin_change(&state, &id, form.version).await?;
     let now = state.now();
     if !store::grant_role(&mut tx, &id, role, &visitor.actor(), now).await? {
-        return Err(AppError::Conflict(format!("{} already has the {role} role.", staff.email)));
+        return Err(AppError::Conflict(format!(
+            "{} already has the {role} role.",
+            staff.email
+        )));
     }
     audit::append(
         &mut tx,
@@ -412,7 +438,10 @@ async fn staff_role_revoke_post(
     let (mut tx, staff) = begin_change(&state, &id, form.version).await?;
     let now = state.now();
     if !store::revoke_role(&mut tx, &id, role).await? {
-        return Err(AppError::Conflict(format!("{} does not have the {role} role.", staff.email)));
+        return Err(AppError::Conflict(format!(
+            "{} does not have the {role} role.",
+            staff.email
+        )));
     }
     if role == Role::Admin {
         ensure_an_admin_remains(&mut tx).await?;
@@ -523,13 +552,19 @@ async fn staff_mfa_reset_post(
     let me = visitor.session()?.clone();
     let now = state.now();
     // Re-authentication: the admin confirms with their own password.
-    let admin = store::find(&state.db.pool, &me.staff_id).await?.ok_or(AppError::LoginRequired)?;
+    let admin = store::find(&state.db.pool, &me.staff_id)
+        .await?
+        .ok_or(AppError::LoginRequired)?;
     let password_ok = form.admin_password.len() <= 1024
         && crate::authn::verify_password_blocking(form.admin_password, admin.password_hash).await?;
     if !password_ok {
-        let event = AuditEvent::new(visitor.actor(), "auth.reauthenticate", format!("staff:{}", me.staff_id))
-            .outcome(Outcome::Failure)
-            .detail("for", "staff_mfa_reset");
+        let event = AuditEvent::new(
+            visitor.actor(),
+            "auth.reauthenticate",
+            format!("staff:{}", me.staff_id),
+        )
+        .outcome(Outcome::Failure)
+        .detail("for", "staff_mfa_reset");
         audit::append_alone(&state.db, now, &visitor.ctx.meta(), event).await?;
         state.metrics.login_failures.inc();
         return Err(AppError::BadRequest(
@@ -564,19 +599,32 @@ async fn staff_invite_post(
     let (mut tx, staff) = begin_change(&state, &id, form.version).await?;
     if staff.password_hash.is_some() || staff.disabled {
         return Err(AppError::Conflict(
-            "Only an enabled account that has not accepted its invitation can get a new link.".into(),
+            "Only an enabled account that has not accepted its invitation can get a new link."
+                .into(),
         ));
     }
     let now = state.now();
     let hours = state.config.setup_link_hours;
     links::revoke_for(&mut tx, &id).await?;
-    let token = links::create(&mut tx, links::Purpose::Invite, Some(&id), &visitor.actor(), now, now + hours * HOUR).await?;
+    let token = links::create(
+        &mut tx,
+        links::Purpose::Invite,
+        Some(&id),
+        &visitor.actor(),
+        now,
+        now + hours * HOUR,
+    )
+    .await?;
     audit::append(
         &mut tx,
         now,
         &visitor.ctx.meta(),
-        AuditEvent::new(visitor.actor(), "staff.invite.reissue", format!("staff:{id}"))
-            .detail("email", staff.email.as_str()),
+        AuditEvent::new(
+            visitor.actor(),
+            "staff.invite.reissue",
+            format!("staff:{id}"),
+        )
+        .detail("email", staff.email.as_str()),
     )
     .await?;
     tx.commit().await?;

@@ -253,13 +253,12 @@ pub async fn consume_totp_step(
     staff_id: &str,
     step: i64,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE staff SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1",
-    )
-    .bind(step)
-    .bind(staff_id)
-    .execute(conn)
-    .await?;
+    let done =
+        sqlx::query("UPDATE staff SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1")
+            .bind(step)
+            .bind(staff_id)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -315,13 +314,15 @@ pub async fn list(db: &Db, filter: &StaffFilter) -> Result<(Vec<StaffSummary>, i
          AND ($3 = '' OR ($3 = 'disabled' AND disabled = 1) \
               OR ($3 = 'invited' AND disabled = 0 AND password_hash IS NULL) \
               OR ($3 = 'active' AND disabled = 0 AND password_hash IS NOT NULL))";
-    let total: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM staff WHERE {conditions}"))
-        .bind(&pattern)
-        .bind(&filter.role)
-        .bind(&filter.state)
-        .fetch_one(&db.pool)
-        .await?
-        .try_get("n")?;
+    let total: i64 = sqlx::query(&format!(
+        "SELECT COUNT(*) AS n FROM staff WHERE {conditions}"
+    ))
+    .bind(&pattern)
+    .bind(&filter.role)
+    .bind(&filter.state)
+    .fetch_one(&db.pool)
+    .await?
+    .try_get("n")?;
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM staff WHERE {conditions} ORDER BY email LIMIT $4 OFFSET $5"
     ))

@@ -1,0 +1,187 @@
+//! The hash-chained audit log: it verifies, it refuses edits, and tampering is detected
+//! both by the library and by `trustplane audit verify`.
+
+use trustplane::audit::{self, AuditEvent, RequestMeta};
+use trustplane::staff::model::Role;
+
+use crate::both_backends;
+use crate::helpers::*;
+
+async fn append_events(app: &TestApp, n: usize) {
+    for i in 0..n {
+        let event = AuditEvent::new("system", "test.event", format!("item:{i}")).detail("i", i);
+        audit::append_alone(
+            &app.state.db,
+            app.state.now(),
+            &RequestMeta::default(),
+            event,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+fn run_verify(app: &TestApp) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_trustplane"))
+        .args(["audit", "verify"])
+        .env("TRUSTPLANE_DATABASE_URL", &app.database_url)
+        .env("TRUSTPLANE_DATA_DIR", app.dir.path())
+        .current_dir(app.dir.path())
+        .output()
+        .unwrap()
+}
+
+async fn audit_chain_verifies_and_one_tampered_row_is_named(backend: Backend) {
+    let app = spawn_app(backend).await;
+    append_events(&app, 5).await;
+    let result = audit::verify(&app.state.db).await.unwrap();
+    assert!(result.ok(), "{result:?}");
+    assert_eq!(result.checked, 5);
+    let ok = run_verify(&app);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("audit chain OK: 5 events"));
+
+    // The database itself refuses to edit or delete rows.
+    let edit = sqlx::query("UPDATE audit_log SET details = '{}' WHERE seq = 3")
+        .execute(&app.state.db.pool)
+        .await;
+    assert!(edit.is_err(), "append-only trigger");
+    assert!(
+        sqlx::query("DELETE FROM audit_log WHERE seq = 5")
+            .execute(&app.state.db.pool)
+            .await
+            .is_err()
+    );
+
+    // Someone with direct database access switches the guard off and edits row 3.
+    let disable = match backend {
+        Backend::Sqlite => "DROP TRIGGER audit_log_no_update",
+        Backend::Postgres => "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update",
+    };
+    sqlx::query(disable)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_log SET outcome = 'failure' WHERE seq = 3")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let result = audit::verify(&app.state.db).await.unwrap();
+    assert_eq!(
+        result.first_bad.as_ref().map(|b| b.0),
+        Some(3),
+        "{result:?}"
+    );
+    let broken = run_verify(&app);
+    assert!(!broken.status.success());
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(stderr.contains("BROKEN at event #3"), "{stderr}");
+}
+both_backends!(audit_chain_verifies_and_one_tampered_row_is_named);
+
+async fn deleting_the_newest_rows_is_detected(backend: Backend) {
+    let app = spawn_app(backend).await;
+    append_events(&app, 4).await;
+    let disable = match backend {
+        Backend::Sqlite => "DROP TRIGGER audit_log_no_delete",
+        Backend::Postgres => "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update",
+    };
+    sqlx::query(disable)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE seq = 4")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let result = audit::verify(&app.state.db).await.unwrap();
+    assert_eq!(result.first_bad.map(|b| b.0), Some(4));
+}
+both_backends!(deleting_the_newest_rows_is_detected);
+
+async fn concurrent_appends_keep_one_unbroken_chain(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let state = app.state.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let event = AuditEvent::new("system", "test.concurrent", format!("t{t}:{i}"));
+                audit::append_alone(&state.db, state.now(), &RequestMeta::default(), event)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let result = audit::verify(&app.state.db).await.unwrap();
+    assert!(result.ok(), "{result:?}");
+    assert_eq!(result.checked, 80);
+}
+both_backends!(concurrent_appends_keep_one_unbroken_chain);
+
+async fn a_failed_audit_write_fails_the_change(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (admin, _) = app.logged_in_as(Role::Admin).await;
+    // Break the audit table so appends fail; the change must not happen either.
+    sqlx::query("ALTER TABLE audit_log RENAME TO audit_log_moved")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let before = app.count("SELECT COUNT(*) FROM staff").await;
+    let response = app
+        .submit(
+            &admin,
+            "/staff/new",
+            "/staff",
+            &[
+                ("email", "x@example.com"),
+                ("display_name", "X"),
+                ("role", "auditor"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 500);
+    assert_eq!(
+        error_code(&response.text().await.unwrap()).as_deref(),
+        Some("internal")
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM staff").await, before);
+}
+both_backends!(a_failed_audit_write_fails_the_change);
+
+async fn audit_page_filters_and_pages_and_hides_secrets(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (auditor, _) = app.logged_in_as(Role::Auditor).await;
+    append_events(&app, 120).await;
+    let page = app.get(&auditor, "/audit").await.text().await.unwrap();
+    assert_eq!(page.matches("<td><code>test.event</code></td>").count(), 50);
+    assert!(page.contains("Older »"));
+    let filtered = app
+        .get(&auditor, "/audit?action=auth.&outcome=success")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(filtered.contains("auth.mfa") && !filtered.contains("test.event"));
+    let none = app
+        .get(&auditor, "/audit?actor=nobody-at-all")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(none.contains("No events match"));
+    assert_eq!(
+        app.get(&auditor, "/audit?outcome=maybe").await.status(),
+        400
+    );
+    let text = app.audit_text().await;
+    assert!(!text.contains(PASSWORD));
+}
+both_backends!(audit_page_filters_and_pages_and_hides_secrets);

@@ -1,0 +1,253 @@
+//! The binary itself: start-up checks, config errors, migrate, admin create.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+fn trustplane(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trustplane"));
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TRUSTPLANE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn plain_http_on_a_public_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = trustplane(dir.path())
+        .arg("serve")
+        .env("TRUSTPLANE_LISTEN", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing to serve plain HTTP on 0.0.0.0:0")
+    );
+}
+
+#[test]
+fn invalid_config_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = trustplane(dir.path())
+        .arg("migrate")
+        .env("TRUSTPLANE_SESSION_IDLE_MINUTES", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("session_idle_minutes"), "{stderr}");
+    std::fs::write(dir.path().join("trustplane.toml"), "lockout_minutes = 0\n").unwrap();
+    let out = trustplane(dir.path()).arg("migrate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`lockout_minutes`: must be greater than 0")
+    );
+}
+
+#[test]
+fn a_corrupt_keyring_stops_start_up_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let keyring = dir.path().join("data/keyring.json");
+    std::fs::write(&keyring, "{\"version\": 1, \"hmac_pepper\": ").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&keyring, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = trustplane(dir.path())
+        .args(["serve"])
+        .env("TRUSTPLANE_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("keyring.json is corrupt"), "{stderr}");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        trustplane::crypto::Keyring::generate()
+            .write_new(&dir.path().join("open.json"))
+            .unwrap();
+        std::fs::set_permissions(
+            dir.path().join("open.json"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let out = trustplane(dir.path())
+            .args(["serve"])
+            .env("TRUSTPLANE_LISTEN", "127.0.0.1:0")
+            .env("TRUSTPLANE_KEYRING_PATH", dir.path().join("open.json"))
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stderr).contains("readable by other users"));
+    }
+}
+
+async fn admin_create_makes_an_account_that_must_enrol(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _pg) = fresh_database(backend, dir.path()).await;
+    let mut child = trustplane(dir.path())
+        .args([
+            "admin",
+            "create",
+            "--email",
+            "Ops@Example.com",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ])
+        .env("TRUSTPLANE_DATABASE_URL", &url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("created ops@example.com with role admin")
+    );
+
+    let again = trustplane(dir.path())
+        .args([
+            "admin",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--role",
+            "admin",
+        ])
+        .env("TRUSTPLANE_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let bad_role = trustplane(dir.path())
+        .args([
+            "admin",
+            "create",
+            "--email",
+            "x@example.com",
+            "--role",
+            "root",
+        ])
+        .env("TRUSTPLANE_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("Unknown role"));
+    let generated = trustplane(dir.path())
+        .args([
+            "admin",
+            "create",
+            "--email",
+            "gen@example.com",
+            "--role",
+            "auditor",
+        ])
+        .env("TRUSTPLANE_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&generated.stdout).contains("password (shown once): "));
+
+    // A server on the same database: the CLI-made account logs in and must enrol first.
+    let config = test_config(dir.path(), &url);
+    let clock = trustplane::clock::ManualClock::new(T0);
+    let keyring =
+        trustplane::crypto::Keyring::load_or_create(&config.effective_keyring_path()).unwrap();
+    let state = trustplane::server::build_state(config, clock, keyring)
+        .await
+        .unwrap();
+    let running = trustplane::server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("http://{}", running.addr);
+    let page = client
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let response = client
+        .post(format!("{base}/login"))
+        .form(&[
+            ("email", "ops@example.com"),
+            ("password", PASSWORD),
+            ("csrf", &csrf_of(&page)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&response), "/mfa/enrol");
+    let verified = trustplane::audit::verify(&state.db).await.unwrap();
+    assert!(verified.ok());
+    running.handle.shutdown();
+    if let Some(name) = _pg {
+        state.db.pool.close().await;
+        use sqlx::Connection;
+        let mut admin = sqlx::AnyConnection::connect(&postgres_admin_url())
+            .await
+            .unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+}
+both_backends!(admin_create_makes_an_account_that_must_enrol);
+
+#[test]
+fn first_run_creates_data_dir_keyring_and_prints_a_setup_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = trustplane(dir.path())
+        .arg("serve")
+        .env("TRUSTPLANE_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let link = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("/setup?token="))
+        .unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(link.trim().starts_with("http://127.0.0.1:"), "{link}");
+    assert!(dir.path().join("data/trustplane.db").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("data/keyring.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

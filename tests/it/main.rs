@@ -1,0 +1,10 @@
+//! Integration tests: real servers on port 0, real SQLite files and PostgreSQL databases.
+
+mod helpers;
+
+mod audit_log;
+mod authn;
+mod cli;
+mod operations;
+mod rbac;
+mod staff;

@@ -1,0 +1,203 @@
+//! The route × role matrix: every registered route, for every role and for anonymous
+//! visitors, against a table written out here. A route added without a line in this table
+//! fails the test, and so does a policy change that widens or narrows access.
+
+use std::collections::BTreeSet;
+
+use trustplane::portal::routes::{self, Access};
+use trustplane::staff::model::Role;
+
+use crate::both_backends;
+use crate::helpers::*;
+
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// Anyone may call it; no session is read.
+    Open,
+    /// Anyone; the page carries forms bound to a pre-session cookie.
+    OpenForm,
+    /// Only part-way through login.
+    LoginStep,
+    /// Any session.
+    Session,
+    /// Fully signed in with one of these roles.
+    Roles(&'static [&'static str]),
+}
+
+const EVERYONE: &[&str] = &["admin", "security", "reviewer", "compliance", "auditor"];
+const ADMIN: &[&str] = &["admin"];
+const ADMIN_AUDITOR: &[&str] = &["admin", "auditor"];
+
+const EXPECTED: &[(&str, &str, Expect)] = &[
+    ("GET", "/healthz", Expect::Open),
+    ("GET", "/readyz", Expect::Open),
+    ("GET", "/metrics", Expect::Open),
+    ("GET", "/static/{*path}", Expect::Open),
+    ("GET", "/login", Expect::OpenForm),
+    ("POST", "/login", Expect::OpenForm),
+    ("GET", "/setup", Expect::OpenForm),
+    ("POST", "/setup", Expect::OpenForm),
+    ("GET", "/login/totp", Expect::LoginStep),
+    ("POST", "/login/totp", Expect::LoginStep),
+    ("GET", "/mfa/enrol", Expect::LoginStep),
+    ("POST", "/mfa/enrol", Expect::LoginStep),
+    ("POST", "/logout", Expect::Session),
+    ("GET", "/", Expect::Roles(EVERYONE)),
+    ("GET", "/account", Expect::Roles(EVERYONE)),
+    ("POST", "/account/password", Expect::Roles(EVERYONE)),
+    ("POST", "/account/mfa-reset", Expect::Roles(EVERYONE)),
+    ("GET", "/account/sessions", Expect::Roles(EVERYONE)),
+    (
+        "POST",
+        "/account/sessions/{id}/end",
+        Expect::Roles(EVERYONE),
+    ),
+    (
+        "POST",
+        "/account/sessions/end-others",
+        Expect::Roles(EVERYONE),
+    ),
+    ("GET", "/staff", Expect::Roles(ADMIN_AUDITOR)),
+    ("GET", "/staff/new", Expect::Roles(ADMIN)),
+    ("POST", "/staff", Expect::Roles(ADMIN)),
+    ("GET", "/staff/{id}", Expect::Roles(ADMIN_AUDITOR)),
+    ("POST", "/staff/{id}/roles", Expect::Roles(ADMIN)),
+    ("POST", "/staff/{id}/roles/revoke", Expect::Roles(ADMIN)),
+    ("POST", "/staff/{id}/disable", Expect::Roles(ADMIN)),
+    ("POST", "/staff/{id}/enable", Expect::Roles(ADMIN)),
+    ("POST", "/staff/{id}/mfa-reset", Expect::Roles(ADMIN)),
+    ("POST", "/staff/{id}/invite", Expect::Roles(ADMIN)),
+    ("GET", "/audit", Expect::Roles(ADMIN_AUDITOR)),
+];
+
+#[test]
+fn every_registered_route_has_a_line_in_the_matrix() {
+    let registered: BTreeSet<(String, String)> = routes::table()
+        .into_iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_owned()))
+        .collect();
+    let expected: BTreeSet<(String, String)> = EXPECTED
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    let unlisted: Vec<_> = registered.difference(&expected).collect();
+    let missing: Vec<_> = expected.difference(&registered).collect();
+    assert!(
+        unlisted.is_empty(),
+        "routes without a line in the matrix: {unlisted:?}"
+    );
+    assert!(
+        missing.is_empty(),
+        "matrix lines without a route: {missing:?}"
+    );
+
+    for (method, path, access) in routes::table() {
+        let (_, _, expect) = EXPECTED
+            .iter()
+            .find(|(m, p, _)| *m == method.as_str() && *p == path)
+            .unwrap();
+        let consistent = match (expect, access) {
+            (Expect::Open, Access::Public) => true,
+            (Expect::OpenForm, Access::PublicForm) => true,
+            (Expect::LoginStep, Access::Pending(_)) => true,
+            (Expect::Session, Access::AnySession) => true,
+            (Expect::Roles(_), Access::Rbac(_, _)) => true,
+            _ => false,
+        };
+        assert!(
+            consistent,
+            "{method} {path}: declared {access:?}, matrix says {expect:?}"
+        );
+    }
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{id}", "00000000-0000-0000-0000-000000000000")
+        .replace("{*path}", "app.css")
+}
+
+async fn send(
+    app: &TestApp,
+    client: &reqwest::Client,
+    method: &str,
+    path: &str,
+) -> (u16, String, Option<String>) {
+    let url = app.url(&concrete(path));
+    let response = if method == "GET" {
+        client.get(url).send().await.unwrap()
+    } else {
+        // No CSRF token on purpose: an allowed role gets the CSRF page, a denied one the
+        // authorisation page, because authorisation is decided first.
+        client.post(url).form(&[("x", "1")]).send().await.unwrap()
+    };
+    let status = response.status().as_u16();
+    let location = location(&response);
+    let body = response.text().await.unwrap();
+    (status, location, error_code(&body))
+}
+
+async fn every_route_answers_every_role_as_the_matrix_says(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut clients = Vec::new();
+    for role in Role::ALL {
+        let (client, _) = app.logged_in_as(role).await;
+        clients.push((role.as_str(), client));
+    }
+    let anonymous = app.client();
+    let mut denied = 0;
+
+    for (method, path, expect) in EXPECTED {
+        let (status, location, code) = send(&app, &anonymous, method, path).await;
+        let context = format!("anonymous {method} {path}");
+        match expect {
+            Expect::Open => assert!(status == 200, "{context}: {status}"),
+            Expect::OpenForm => {
+                if *method == "POST" {
+                    assert_eq!((status, code.as_deref()), (403, Some("csrf")), "{context}");
+                } else {
+                    assert!(status == 200 || status == 410, "{context}: {status}");
+                }
+            }
+            Expect::LoginStep | Expect::Session | Expect::Roles(_) => {
+                assert_eq!((status, location.as_str()), (303, "/login"), "{context}");
+            }
+        }
+
+        for (role, client) in &clients {
+            let (status, location, code) = send(&app, client, method, path).await;
+            let context = format!("{role} {method} {path}: {status} {location} {code:?}");
+            match expect {
+                Expect::Roles(allowed) if allowed.contains(role) => {
+                    assert_ne!(code.as_deref(), Some("forbidden"), "{context}");
+                    if *method == "POST" {
+                        assert_eq!((status, code.as_deref()), (403, Some("csrf")), "{context}");
+                    } else {
+                        assert!(status == 200 || status == 404, "{context}");
+                    }
+                }
+                Expect::Roles(_) => {
+                    denied += 1;
+                    assert_eq!(
+                        (status, code.as_deref()),
+                        (403, Some("forbidden")),
+                        "{context}"
+                    );
+                }
+                Expect::LoginStep => {
+                    assert_eq!((status, location.as_str()), (303, "/"), "{context}")
+                }
+                Expect::Open | Expect::OpenForm | Expect::Session => {
+                    assert_ne!(code.as_deref(), Some("forbidden"), "{context}");
+                }
+            }
+        }
+    }
+    let audited = app
+        .count(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'authz.denied' AND outcome = 'denied'",
+        )
+        .await;
+    assert_eq!(audited, denied, "every denial is audited");
+    assert!(denied > 0);
+}
+both_backends!(every_route_answers_every_role_as_the_matrix_says);
