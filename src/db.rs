@@ -34,14 +34,12 @@ impl Db {
         } else {
             Backend::Postgres
         };
-        if backend == Backend::Sqlite {
-            if let Some(path) = sqlite_path(url) {
-                if let Some(parent) = std::path::Path::new(&path).parent() {
-                    if !parent.as_os_str().is_empty() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                }
-            }
+        if backend == Backend::Sqlite
+            && let Some(path) = sqlite_path(url)
+            && let Some(parent) = std::path::Path::new(&path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)?;
         }
         let options = AnyConnectOptions::from_str(url)?;
         let pool = AnyPoolOptions::new()

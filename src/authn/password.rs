@@ -43,7 +43,7 @@ pub fn check_new(password: &str, confirmation: &str, email: &str) -> Result<(), 
     }
     let lower = password.to_lowercase();
     let local_part = email.split('@').next().unwrap_or_default().to_lowercase();
-    let one_repeated_char = password.chars().all(|c| Some(c) == password.chars().next());
+    let one_repeated_char = password.chars().all(|c| password.starts_with(c));
     if one_repeated_char
         || lower == email.to_lowercase()
         || (local_part.len() >= 4 && lower.contains(&local_part) && chars < 20)

@@ -283,10 +283,11 @@ async fn guard_inner(
     });
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
-    if stale_cookie && !headers.contains_key(header::SET_COOKIE) {
-        if let Ok(value) = HeaderValue::from_str(&ctx.clear_cookie(SESSION_COOKIE)) {
-            headers.append(header::SET_COOKIE, value);
-        }
+    if stale_cookie
+        && !headers.contains_key(header::SET_COOKIE)
+        && let Ok(value) = HeaderValue::from_str(&ctx.clear_cookie(SESSION_COOKIE))
+    {
+        headers.append(header::SET_COOKIE, value);
     }
     if let Some(pre) = new_pre_cookie {
         let cookie = ctx.set_cookie(PRE_COOKIE, &pre, "Lax", None);
