@@ -96,14 +96,14 @@ fn every_registered_route_has_a_line_in_the_matrix() {
             .iter()
             .find(|(m, p, _)| *m == method.as_str() && *p == path)
             .unwrap();
-        let consistent = match (expect, access) {
-            (Expect::Open, Access::Public) => true,
-            (Expect::OpenForm, Access::PublicForm) => true,
-            (Expect::LoginStep, Access::Pending(_)) => true,
-            (Expect::Session, Access::AnySession) => true,
-            (Expect::Roles(_), Access::Rbac(_, _)) => true,
-            _ => false,
-        };
+        let consistent = matches!(
+            (expect, access),
+            (Expect::Open, Access::Public)
+                | (Expect::OpenForm, Access::PublicForm)
+                | (Expect::LoginStep, Access::Pending(_))
+                | (Expect::Session, Access::AnySession)
+                | (Expect::Roles(_), Access::Rbac(_, _))
+        );
         assert!(
             consistent,
             "{method} {path}: declared {access:?}, matrix says {expect:?}"
