@@ -43,6 +43,10 @@ pub struct App {
     pub metrics: Metrics,
     /// This listener terminates TLS itself.
     pub tls: bool,
+    /// Short-lived cache of API key lookups.
+    pub key_cache: crate::keys::verify::KeyCache,
+    /// Encrypted image storage.
+    pub blobs: crate::blobs::BlobStore,
 }
 
 impl App {

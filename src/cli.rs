@@ -42,6 +42,55 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Customers of the processing API.
+    Customers {
+        #[command(subcommand)]
+        command: CustomersCommand,
+    },
+    /// Customer API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CustomersCommand {
+    /// Create a customer.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: String,
+        /// live or test (decides the key prefix).
+        #[arg(long, default_value = "live")]
+        env: String,
+        /// Days images are kept, 0–30 (0: never stored).
+        #[arg(long, default_value_t = 30)]
+        retention_days: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Issue a key and print it once.
+    Create {
+        /// The customer's name.
+        #[arg(long)]
+        customer: String,
+        /// Comma-separated: faces:detect, images:read, images:delete.
+        #[arg(long)]
+        scopes: String,
+        /// Must match the customer's environment (live or test) when given.
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// List every key (prefix, customer, scopes, state, use).
+    List,
+    /// Revoke the key with this display prefix (e.g. tp_live_AbCd1234).
+    Revoke { prefix: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,6 +161,16 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                     password_stdin,
                 },
         } => admin_create(&config, &email, &role, name, password_stdin).await,
+        Command::Customers {
+            command:
+                CustomersCommand::Create {
+                    name,
+                    email,
+                    env,
+                    retention_days,
+                },
+        } => customers_create(&config, &name, &email, &env, retention_days).await,
+        Command::Keys { command } => keys_command(&config, command).await,
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
@@ -202,5 +261,145 @@ async fn admin_create(
     if generated {
         println!("password (shown once): {password}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn customers_create(
+    config: &Config,
+    name: &str,
+    email: &str,
+    env: &str,
+    retention_days: i64,
+) -> anyhow::Result<ExitCode> {
+    let name = crate::customers::CustomerName::parse(name).map_err(anyhow::Error::msg)?;
+    let email = Email::parse(email).map_err(anyhow::Error::msg)?;
+    let env = crate::keys::format::KeyEnv::parse(env).map_err(anyhow::Error::msg)?;
+    let retention =
+        crate::customers::RetentionDays::new(retention_days).map_err(anyhow::Error::msg)?;
+    let db = open_db(config).await?;
+    let now = SystemClock.now_ms();
+    let mut tx = db.begin().await?;
+    let id =
+        match crate::customers::store::insert(&mut tx, &name, &email, env, retention, "cli", now)
+            .await
+        {
+            Ok(id) => id,
+            Err(err) if is_unique_violation(&err) => {
+                anyhow::bail!("a customer named {} already exists", name.as_str())
+            }
+            Err(err) => return Err(err.into()),
+        };
+    audit::append(
+        &mut tx,
+        now,
+        &RequestMeta::default(),
+        AuditEvent::new("cli", "customer.create", format!("customer:{id}"))
+            .detail("name", name.as_str())
+            .detail("environment", env.as_str())
+            .detail("retention_days", retention.days()),
+    )
+    .await?;
+    tx.commit().await?;
+    println!("created customer {} (id {id})", name.as_str());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    use crate::keys::model::{KeyState, Scope};
+    let keyring = Keyring::load_or_create(&config.effective_keyring_path())?;
+    let db = open_db(config).await?;
+    let now = SystemClock.now_ms();
+    match command {
+        KeysCommand::Create {
+            customer,
+            scopes,
+            env,
+            name,
+        } => {
+            let scopes = Scope::parse_list(&scopes).map_err(anyhow::Error::msg)?;
+            let customer = crate::customers::store::find_by_name(&db.pool, &customer)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no customer named {customer:?}; create it with `trustplane customers create`"))?;
+            if let Some(env) = env {
+                let env = crate::keys::format::KeyEnv::parse(&env).map_err(anyhow::Error::msg)?;
+                if env != customer.env() {
+                    anyhow::bail!(
+                        "customer {} is a {} customer; its keys are {} keys",
+                        customer.name,
+                        customer.environment,
+                        customer.environment
+                    );
+                }
+            }
+            if !customer.is_active() {
+                anyhow::bail!("customer {} is suspended", customer.name);
+            }
+            let mut tx = db.begin().await?;
+            let issued = crate::keys::issue(
+                &mut tx,
+                &keyring,
+                &customer,
+                &name,
+                &scopes,
+                None,
+                "cli",
+                &RequestMeta::default(),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            eprintln!(
+                "key {} for {} (shown once; only its HMAC is stored):",
+                issued.prefix, customer.name
+            );
+            println!("{}", issued.secret);
+        }
+        KeysCommand::List => {
+            let (keys, _) = crate::keys::store::list(
+                &db,
+                &crate::keys::store::KeyFilter {
+                    limit: i64::MAX,
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+            println!(
+                "{:<17} {:<8} {:<24} {:<40} {:>9}  last used",
+                "prefix", "state", "customer", "scopes", "requests"
+            );
+            for key in keys {
+                println!(
+                    "{:<17} {:<8} {:<24} {:<40} {:>9}  {}",
+                    key.prefix,
+                    KeyState::of(key.revoked_at, key.expires_at, now).as_str(),
+                    key.customer_name,
+                    key.scopes,
+                    key.request_count,
+                    key.last_used_at
+                        .map(crate::clock::format_ms)
+                        .unwrap_or_else(|| "never".into())
+                );
+            }
+        }
+        KeysCommand::Revoke { prefix } => {
+            let matches = crate::keys::store::find_by_prefix(&db, prefix.trim()).await?;
+            let key = match matches.as_slice() {
+                [] => anyhow::bail!("no key with prefix {prefix}"),
+                [one] => one.clone(),
+                _ => anyhow::bail!(
+                    "{} keys share prefix {prefix}; revoke in the portal",
+                    matches.len()
+                ),
+            };
+            let mut tx = db.begin().await?;
+            if !crate::keys::revoke(&mut tx, &key, "cli", &RequestMeta::default(), now).await? {
+                anyhow::bail!("key {} is already revoked", key.prefix);
+            }
+            tx.commit().await?;
+            println!("revoked {} ({})", key.prefix, key.customer_name);
+        }
+    }
+    db.pool.close().await;
     Ok(ExitCode::SUCCESS)
 }

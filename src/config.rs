@@ -58,6 +58,28 @@ pub struct Config {
     pub setup_link_hours: i64,
     /// Largest accepted portal request body, in bytes.
     pub portal_body_limit_bytes: usize,
+    /// Where encrypted images are stored: empty = `<data_dir>/blobs`, or e.g. `s3://bucket/prefix`.
+    pub blob_store_url: String,
+    /// Largest accepted image upload, in bytes.
+    pub api_max_image_bytes: usize,
+    /// Largest accepted image width or height, in pixels.
+    pub api_max_dimension: u32,
+    /// Largest accepted image area, in pixels.
+    pub api_max_pixels: u64,
+    /// Demo requests allowed per client IP per minute.
+    pub demo_requests_per_minute: u32,
+    /// Days demo images are kept (at most 7).
+    pub demo_retention_days: i64,
+    /// Detections running at once; 0 = one per CPU core.
+    pub detect_workers: usize,
+    /// Detections allowed to wait for a worker; beyond that the API answers 503.
+    pub detect_queue: usize,
+    /// `process` (decode and detect in separate worker processes with rlimits) or `thread`.
+    pub detect_isolation: String,
+    /// Executable started for worker processes; empty = this program.
+    pub worker_exe: String,
+    /// Seconds one detection may take before its worker is killed.
+    pub detect_timeout_seconds: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -94,6 +116,17 @@ impl Default for Config {
             lockout_minutes: 15,
             setup_link_hours: 24,
             portal_body_limit_bytes: 64 * 1024,
+            blob_store_url: String::new(),
+            api_max_image_bytes: 10 * 1024 * 1024,
+            api_max_dimension: 8192,
+            api_max_pixels: 40_000_000,
+            demo_requests_per_minute: 10,
+            demo_retention_days: crate::customers::MAX_DEMO_RETENTION_DAYS,
+            detect_workers: 0,
+            detect_queue: 16,
+            detect_isolation: "process".into(),
+            worker_exe: String::new(),
+            detect_timeout_seconds: 20,
         }
     }
 }
@@ -181,6 +214,37 @@ impl Config {
         }
         if self.portal_body_limit_bytes < 1024 {
             return Err(invalid("portal_body_limit_bytes", "must be at least 1024"));
+        }
+        let demo_cap = crate::customers::MAX_DEMO_RETENTION_DAYS;
+        if !(0..=demo_cap).contains(&self.demo_retention_days) {
+            return Err(invalid(
+                "demo_retention_days",
+                format!("must be between 0 and {demo_cap} (the published demo retention)"),
+            ));
+        }
+        if self.demo_requests_per_minute == 0 {
+            return Err(invalid(
+                "demo_requests_per_minute",
+                "must be greater than 0",
+            ));
+        }
+        if self.api_max_image_bytes < 1024 || self.api_max_image_bytes > 64 * 1024 * 1024 {
+            return Err(invalid(
+                "api_max_image_bytes",
+                "must be between 1 KiB and 64 MiB",
+            ));
+        }
+        if self.api_max_dimension < 64 || self.api_max_pixels < 4096 {
+            return Err(invalid(
+                "api_max_pixels",
+                "limits are too small to hold a face",
+            ));
+        }
+        if !["process", "thread"].contains(&self.detect_isolation.as_str()) {
+            return Err(invalid("detect_isolation", "must be `process` or `thread`"));
+        }
+        if self.detect_timeout_seconds == 0 {
+            return Err(invalid("detect_timeout_seconds", "must be greater than 0"));
         }
         if !self.public_url.is_empty() && url::Url::parse(&self.public_url).is_err() {
             return Err(invalid("public_url", "is not a valid URL"));
@@ -288,6 +352,16 @@ mod tests {
             assert_eq!(err.key, "listen");
             Ok(())
         });
+    }
+
+    #[test]
+    fn demo_retention_above_the_published_seven_days_is_refused() {
+        let config = Config {
+            demo_retention_days: 8,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.key, "demo_retention_days");
     }
 
     #[test]

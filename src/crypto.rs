@@ -275,6 +275,54 @@ impl Keyring {
         )
     }
 
+    /// Binary form of [`Keyring::seal`] for large values (images):
+    /// `TPB1 | key-id length | key id | 12-byte nonce | ciphertext+tag`.
+    pub fn seal_bytes(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let cipher = Aes256Gcm::new(self.aes_key.bytes.as_ref().into());
+        let sealed = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .unwrap_or_default();
+        let id = self.aes_key.id.as_bytes();
+        let mut out = Vec::with_capacity(4 + 1 + id.len() + 12 + sealed.len());
+        out.extend_from_slice(SEALED_MAGIC);
+        out.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(&id[..id.len().min(255)]);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Reverses [`Keyring::seal_bytes`].
+    pub fn open_bytes(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let rest = sealed
+            .strip_prefix(SEALED_MAGIC)
+            .ok_or(CryptoError::Malformed)?;
+        let (&id_len, rest) = rest.split_first().ok_or(CryptoError::Malformed)?;
+        let id_len = usize::from(id_len);
+        if rest.len() < id_len + 12 + 16 {
+            return Err(CryptoError::Malformed);
+        }
+        let (id, rest) = rest.split_at(id_len);
+        if id != self.aes_key.id.as_bytes() {
+            return Err(CryptoError::UnknownKey(
+                String::from_utf8_lossy(id).into_owned(),
+            ));
+        }
+        let (nonce, body) = rest.split_at(12);
+        let cipher = Aes256Gcm::new(self.aes_key.bytes.as_ref().into());
+        cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad })
+            .map_err(|_| CryptoError::Tampered)
+    }
+
     /// Reverses [`Keyring::seal`]; fails on a wrong key id, wrong `aad` or any altered byte.
     pub fn open(&self, sealed: &str, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let mut parts = sealed.splitn(3, '.');
@@ -301,6 +349,8 @@ impl Keyring {
             .map_err(|_| CryptoError::Tampered)
     }
 }
+
+const SEALED_MAGIC: &[u8; 4] = b"TPB1";
 
 /// Why a sealed value could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -368,6 +418,25 @@ mod tests {
         ));
         let other = Keyring::generate();
         assert!(other.open(&sealed, b"staff-1").is_err());
+    }
+
+    #[test]
+    fn binary_seal_round_trips_and_detects_tampering() {
+        let keyring = Keyring::generate();
+        let mut sealed = keyring.seal_bytes(b"pixels", b"customer-a");
+        assert!(!sealed.windows(6).any(|w| w == b"pixels"));
+        assert_eq!(
+            keyring.open_bytes(&sealed, b"customer-a").unwrap(),
+            b"pixels"
+        );
+        assert!(keyring.open_bytes(&sealed, b"customer-b").is_err());
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert!(matches!(
+            keyring.open_bytes(&sealed, b"customer-a"),
+            Err(CryptoError::Tampered)
+        ));
+        assert!(keyring.open_bytes(b"TPB1", b"x").is_err());
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub mod audit;
 pub mod authn;
 /// Casbin RBAC over roles held in the database.
 pub mod authz;
+/// Encrypted image storage (AES-256-GCM) behind object_store.
+pub mod blobs;
 /// Command-line interface: serve, migrate, admin, audit.
 pub mod cli;
 /// Injected time (system or manual) and timestamp formatting.
@@ -23,10 +25,14 @@ pub mod clock;
 pub mod config;
 /// Keyring (pepper, AES-256-GCM key, session key), tokens, hashing, sealing.
 pub mod crypto;
+/// Customers: environment, image retention, state, and their portal pages.
+pub mod customers;
 /// Database pool over SQLite or PostgreSQL, migrations, error classification.
 pub mod db;
 /// Portal error type rendered as readable pages.
 pub mod error;
+/// Customer API keys: format, HMAC storage, verification cache, rotation, revocation.
+pub mod keys;
 /// Prometheus metrics.
 pub mod metrics;
 /// Portal route registry and guard, page shell, dashboard, health and static files.

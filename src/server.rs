@@ -32,7 +32,10 @@ pub async fn build_state(
     db.migrate().await.context("database migration failed")?;
     let authz = Authz::load(&config.policy_dir).await?;
     let tls = config.tls_enabled();
+    let blobs = crate::blobs::BlobStore::open(&config.blob_store_url, &config.data_dir)?;
     Ok(AppState::new(App {
+        key_cache: crate::keys::verify::KeyCache::default(),
+        blobs,
         config,
         db,
         clock,

@@ -85,6 +85,8 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::authn::account::routes());
     routes.extend(crate::staff::pages::routes());
     routes.extend(crate::audit::pages::routes());
+    routes.extend(crate::customers::pages::routes());
+    routes.extend(crate::keys::pages::routes());
     routes
 }
 

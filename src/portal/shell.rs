@@ -25,8 +25,10 @@ pub struct Shell {
 }
 
 /// (href, label, resource, action) of each navigation entry.
-const NAV: [(&str, &str, &str, &str); 4] = [
+const NAV: [(&str, &str, &str, &str); 6] = [
     ("/", "Dashboard", "dashboard", "read"),
+    ("/customers", "Customers", "customers", "read"),
+    ("/keys", "API keys", "keys", "read"),
     ("/staff", "Staff", "staff", "read"),
     ("/audit", "Audit log", "audit", "read"),
     ("/account", "My account", "account", "read"),

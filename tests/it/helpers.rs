@@ -81,7 +81,12 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
     let mut config = test_config(dir.path(), &database_url);
     adjust(&mut config);
     let clock = ManualClock::new(T0);
-    let state = trustplane::server::build_state(config, clock.clone(), Keyring::generate())
+    let keyring_path = dir.path().join("shared-keyring.json");
+    Keyring::generate()
+        .write_new(&keyring_path)
+        .expect("keyring");
+    let keyring = Keyring::load_or_create(&keyring_path).expect("keyring");
+    let state = trustplane::server::build_state(config, clock.clone(), keyring)
         .await
         .expect("build state");
     let running = trustplane::server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
@@ -383,5 +388,115 @@ impl TestApp {
                 )
             })
             .collect()
+    }
+}
+
+impl TestApp {
+    /// A second server (another "node") on the same database, with the same keyring.
+    pub async fn second_node(&self) -> trustplane::app::AppState {
+        let mut config = test_config(self.dir.path(), &self.database_url);
+        config.detect_isolation = "thread".into();
+        let keyring_path = self.dir.path().join("shared-keyring.json");
+        if !keyring_path.exists() {
+            panic!("second_node needs the first node's keyring; use spawn_app_shared");
+        }
+        let keyring = Keyring::load_or_create(&keyring_path).unwrap();
+        trustplane::server::build_state(config, self.clock.clone(), keyring)
+            .await
+            .unwrap()
+    }
+
+    /// Creates a customer directly in the store.
+    pub async fn create_customer(&self, name: &str, env: &str, retention_days: i64) -> String {
+        let now = self.state.now();
+        let mut tx = self.state.db.begin().await.unwrap();
+        let id = trustplane::customers::store::insert(
+            &mut tx,
+            &trustplane::customers::CustomerName::parse(name).unwrap(),
+            &Email::parse("ops@customer.example").unwrap(),
+            trustplane::keys::format::KeyEnv::parse(env).unwrap(),
+            trustplane::customers::RetentionDays::new(retention_days).unwrap(),
+            "test",
+            now,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        id
+    }
+
+    /// Issues a key directly; returns (key id, secret).
+    pub async fn issue_key(&self, customer_id: &str, scopes: &str) -> (String, String) {
+        let now = self.state.now();
+        let customer = trustplane::customers::store::find(&self.state.db.pool, customer_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let scopes = trustplane::keys::model::Scope::parse_list(scopes).unwrap();
+        let mut tx = self.state.db.begin().await.unwrap();
+        let issued = trustplane::keys::issue(
+            &mut tx,
+            &self.state.keyring,
+            &customer,
+            "test key",
+            &scopes,
+            None,
+            "test",
+            &trustplane::audit::RequestMeta::default(),
+            now,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        (issued.id, issued.secret)
+    }
+
+    /// Every stored byte of the database as text, to prove a secret is not in it.
+    pub async fn database_dump(&self) -> String {
+        use sqlx::Row;
+        match self.state.db.backend {
+            trustplane::db::Backend::Sqlite => {
+                let _ = sqlx::query("PRAGMA wal_checkpoint(FULL)")
+                    .execute(&self.state.db.pool)
+                    .await;
+                let mut all = Vec::new();
+                for entry in std::fs::read_dir(self.dir.path()).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("trustplane.db")
+                    {
+                        all.extend(std::fs::read(&path).unwrap());
+                    }
+                }
+                String::from_utf8_lossy(&all).into_owned()
+            }
+            trustplane::db::Backend::Postgres => {
+                let tables: Vec<String> = sqlx::query(
+                    "SELECT table_name::text AS t FROM information_schema.tables WHERE table_schema = 'public'",
+                )
+                .fetch_all(&self.state.db.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>("t"))
+                .collect();
+                let mut dump = String::new();
+                for table in tables {
+                    let rows =
+                        sqlx::query(&format!("SELECT CAST(t AS TEXT) AS row FROM \"{table}\" t"))
+                            .fetch_all(&self.state.db.pool)
+                            .await
+                            .unwrap();
+                    for row in rows {
+                        dump.push_str(&row.get::<String, _>("row"));
+                        dump.push('\n');
+                    }
+                }
+                dump
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@ mod helpers;
 mod audit_log;
 mod authn;
 mod cli;
+mod keys;
 mod operations;
 mod rbac;
 mod staff;

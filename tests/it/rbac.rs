@@ -27,6 +27,8 @@ enum Expect {
 const EVERYONE: &[&str] = &["admin", "security", "reviewer", "compliance", "auditor"];
 const ADMIN: &[&str] = &["admin"];
 const ADMIN_AUDITOR: &[&str] = &["admin", "auditor"];
+const KEY_MANAGERS: &[&str] = &["admin", "security"];
+const KEY_READERS: &[&str] = &["admin", "security", "auditor"];
 
 const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/healthz", Expect::Open),
@@ -68,6 +70,19 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ("POST", "/staff/{id}/mfa-reset", Expect::Roles(ADMIN)),
     ("POST", "/staff/{id}/invite", Expect::Roles(ADMIN)),
     ("GET", "/audit", Expect::Roles(ADMIN_AUDITOR)),
+    ("GET", "/customers", Expect::Roles(KEY_READERS)),
+    ("GET", "/customers/new", Expect::Roles(KEY_MANAGERS)),
+    ("POST", "/customers", Expect::Roles(KEY_MANAGERS)),
+    ("GET", "/customers/{id}", Expect::Roles(KEY_READERS)),
+    (
+        "POST",
+        "/customers/{id}/settings",
+        Expect::Roles(KEY_MANAGERS),
+    ),
+    ("POST", "/customers/{id}/keys", Expect::Roles(KEY_MANAGERS)),
+    ("GET", "/keys", Expect::Roles(KEY_READERS)),
+    ("POST", "/keys/{id}/rotate", Expect::Roles(KEY_MANAGERS)),
+    ("POST", "/keys/{id}/revoke", Expect::Roles(KEY_MANAGERS)),
 ];
 
 #[test]

@@ -1,0 +1,278 @@
+//! The audit-log page under load with 100 000 events, next to `/healthz` (no session, no
+//! database) and the dashboard (session lookup plus two small queries) measured in the same
+//! run, with `wrk` as the load generator.
+//!
+//! Run: `cargo bench --bench http_audit` (needs `wrk` on PATH; PostgreSQL at
+//! `TRUSTPLANE_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`, is
+//! skipped with a notice when unreachable). `HTTP_BENCH_SECONDS` changes the 10 s per URL.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use trustplane::audit::{self, AuditEvent, Outcome, RequestMeta};
+use trustplane::staff::model::Role;
+
+mod common;
+
+use common::{BenchDb, T0};
+
+const EVENTS: i64 = 100_000;
+const EVENTS_PER_TX: i64 = 10_000;
+const WRK_THREADS: u32 = 2;
+const WRK_CONNECTIONS: u32 = 16;
+
+/// The URLs measured, the first being the baseline.
+const TARGETS: [(&str, &str); 5] = [
+    ("/healthz", "baseline: public, no session, no database"),
+    ("/", "dashboard: session lookup + 2 small queries"),
+    ("/audit", "audit log, newest 50 of 100 000"),
+    ("/audit?before=50000", "audit log, a page in the middle"),
+    (
+        "/audit?actor=nobody",
+        "audit log, actor filter that matches nothing",
+    ),
+];
+
+const ACTIONS: [&str; 5] = [
+    "auth.login",
+    "auth.logout",
+    "auth.mfa",
+    "staff.role.grant",
+    "authz.denied",
+];
+
+fn main() -> anyhow::Result<()> {
+    // `cargo test --all-targets` runs bench binaries without `--bench`: do no load test then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("http_audit: skipped (run it with `cargo bench --bench http_audit`)");
+        return Ok(());
+    }
+    Command::new("wrk")
+        .arg("--version")
+        .output()
+        .context("wrk must be installed (Debian: apt-get install -y wrk)")?;
+    let seconds: u32 = match std::env::var("HTTP_BENCH_SECONDS") {
+        Ok(raw) => raw.parse().context("HTTP_BENCH_SECONDS")?,
+        Err(_) => 10,
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        for backend in common::backends().await {
+            let db = BenchDb::open(backend).await?;
+            let result = measure(&db, seconds).await;
+            db.close().await?;
+            result?;
+        }
+        Ok(())
+    })
+}
+
+/// Appends `EVENTS` varied events in large transactions.
+async fn seed(db: &BenchDb) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut i = 0;
+    while i < EVENTS {
+        let mut tx = db.state.db.begin().await?;
+        for _ in 0..EVENTS_PER_TX.min(EVENTS - i) {
+            let meta = RequestMeta {
+                client_ip: Some(format!("10.0.{}.{}", i % 7, i % 251)),
+                request_id: Some(format!("req-{i:08}")),
+            };
+            let outcome = match i % 10 {
+                0 => Outcome::Failure,
+                1 => Outcome::Denied,
+                _ => Outcome::Success,
+            };
+            let event = AuditEvent::new(
+                format!("staff:user{}@example.com", i % 40),
+                ACTIONS[(i % ACTIONS.len() as i64) as usize],
+                format!("staff:{}", uuid::Uuid::new_v4()),
+            )
+            .outcome(outcome)
+            .detail("i", i)
+            .detail("method", "POST");
+            audit::append(&mut tx, T0 + i, &meta, event).await?;
+            i += 1;
+        }
+        tx.commit().await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "[{}] seeded {EVENTS} audit events in {secs:.1} s ({:.0} events/s in transactions of \
+         {EVENTS_PER_TX})",
+        db.backend.name(),
+        EVENTS as f64 / secs
+    );
+    Ok(())
+}
+
+/// What wrk reported for one URL.
+#[derive(Debug, Default)]
+struct WrkResult {
+    p50_ms: f64,
+    p99_ms: f64,
+    requests_per_sec: f64,
+    requests: u64,
+    non_2xx_3xx: u64,
+    socket_errors: bool,
+}
+
+/// Converts wrk's `812.00us`, `1.23ms`, `1.02s`, `1.00m` to milliseconds.
+fn parse_duration_ms(raw: &str) -> Option<f64> {
+    let split = raw.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = raw.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let factor = match unit {
+        "us" => 0.001,
+        "ms" => 1.0,
+        "s" => 1_000.0,
+        "m" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => return None,
+    };
+    Some(value * factor)
+}
+
+fn parse_wrk(output: &str) -> anyhow::Result<WrkResult> {
+    let mut result = WrkResult::default();
+    let mut seen = (false, false, false);
+    for line in output.lines().map(str::trim) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["50%", value] => {
+                result.p50_ms = parse_duration_ms(value).context("p50")?;
+                seen.0 = true;
+            }
+            ["99%", value] => {
+                result.p99_ms = parse_duration_ms(value).context("p99")?;
+                seen.1 = true;
+            }
+            ["Requests/sec:", value] => {
+                result.requests_per_sec = value.parse().context("requests/sec")?;
+                seen.2 = true;
+            }
+            [count, "requests", "in", ..] => result.requests = count.parse().unwrap_or(0),
+            ["Non-2xx", "or", "3xx", "responses:", count] => {
+                result.non_2xx_3xx = count.parse().unwrap_or(u64::MAX);
+            }
+            ["Socket", "errors:", ..] => result.socket_errors = true,
+            _ => {}
+        }
+    }
+    if seen != (true, true, true) {
+        bail!("unexpected wrk output:\n{output}");
+    }
+    Ok(result)
+}
+
+fn run_wrk(url: &str, cookie: &str, seconds: u32) -> anyhow::Result<(WrkResult, String)> {
+    let output = Command::new("wrk")
+        .arg(format!("-t{WRK_THREADS}"))
+        .arg(format!("-c{WRK_CONNECTIONS}"))
+        .arg(format!("-d{seconds}s"))
+        .arg("--latency")
+        .arg("-H")
+        .arg(format!("Cookie: {cookie}"))
+        .arg(url)
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!(
+            "wrk failed: {}\n{text}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok((parse_wrk(&text)?, text))
+}
+
+/// One GET that must answer 200 with `needle` in the body (not a redirect to the login page).
+async fn check_page(
+    client: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    needle: &str,
+) -> anyhow::Result<usize> {
+    let response = client
+        .get(url)
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await?;
+    let status = response.status();
+    let body = response.text().await?;
+    if status != reqwest::StatusCode::OK || !body.contains(needle) {
+        bail!(
+            "GET {url}: expected 200 with {needle:?}, got {status}: {}",
+            body.chars().take(300).collect::<String>()
+        );
+    }
+    Ok(body.len())
+}
+
+async fn measure(db: &BenchDb, seconds: u32) -> anyhow::Result<()> {
+    let name = db.backend.name();
+    seed(db).await?;
+    let token =
+        common::staff_with_session(&db.state, "auditor@example.com", &[Role::Auditor]).await?;
+    let cookie = format!("tp_session={token}");
+    let running = trustplane::server::start(db.state.clone(), "127.0.0.1:0".parse()?).await?;
+    let base = format!("http://{}", running.addr);
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let needles = [
+        "ok",
+        "Dashboard",
+        "100000 events.",
+        "<td>49999</td>",
+        "No events match these filters.",
+    ];
+    let mut sizes = Vec::new();
+    for ((path, _), needle) in TARGETS.iter().zip(needles) {
+        sizes.push(check_page(&client, &format!("{base}{path}"), &cookie, needle).await?);
+    }
+
+    let mut results = Vec::new();
+    for (path, _) in TARGETS {
+        let url = format!("{base}{path}");
+        // wrk blocks; keep the runtime's workers free to serve it.
+        let (cookie, seconds) = (cookie.clone(), seconds);
+        let (result, raw) =
+            tokio::task::spawn_blocking(move || run_wrk(&url, &cookie, seconds)).await??;
+        if result.non_2xx_3xx > 0 || result.socket_errors {
+            bail!("[{name}] GET {path}: errors under load:\n{raw}");
+        }
+        results.push(result);
+    }
+    // The session must still be valid afterwards, or wrk measured something else.
+    check_page(&client, &format!("{base}/audit"), &cookie, "100000 events.").await?;
+
+    running.handle.shutdown();
+    running.task.await??;
+
+    println!(
+        "\n[{name}] wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{seconds}s --latency, \
+         {EVENTS} audit events, signed in as auditor"
+    );
+    println!(
+        "{:<22} {:>9} {:>9} {:>10} {:>8} {:>9} {:>8}  what",
+        "GET", "p50 ms", "p99 ms", "req/s", "bytes", "requests", "p50 x"
+    );
+    let baseline = results[0].p50_ms;
+    for (((path, what), result), size) in TARGETS.iter().zip(&results).zip(&sizes) {
+        println!(
+            "{:<22} {:>9.2} {:>9.2} {:>10.0} {:>8} {:>9} {:>8.1}  {what}",
+            path,
+            result.p50_ms,
+            result.p99_ms,
+            result.requests_per_sec,
+            size,
+            result.requests,
+            result.p50_ms / baseline
+        );
+    }
+    println!();
+    Ok(())
+}
