@@ -27,7 +27,6 @@ impl Deref for AppState {
 }
 
 /// The shared parts of a running trustplane.
-#[derive(Debug)]
 pub struct App {
     /// Validated configuration.
     pub config: Config,
@@ -47,6 +46,20 @@ pub struct App {
     pub key_cache: crate::keys::verify::KeyCache,
     /// Encrypted image storage.
     pub blobs: crate::blobs::BlobStore,
+    /// Bounded image analysis (worker processes or threads).
+    pub analyzer: crate::biometric::Analyzer,
+    /// Per-IP limiter of the demo endpoint.
+    pub demo_limiter: crate::api::demo::DemoLimiter,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("config", &self.config)
+            .field("db", &self.db.backend)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl App {
@@ -66,6 +79,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.portal_body_limit_bytes;
     crate::portal::routes::build(state.clone())
         .layer(DefaultBodyLimit::max(body_limit))
+        .merge(crate::api::router(&state))
         .layer(from_fn_with_state(state.clone(), crate::web::context_layer))
         .with_state(state)
 }

@@ -47,6 +47,9 @@ pub enum Command {
         #[command(subcommand)]
         command: CustomersCommand,
     },
+    /// Internal: an image worker process (started by `serve`, speaks on stdin/stdout).
+    #[command(hide = true)]
+    Worker,
     /// Customer API keys.
     Keys {
         #[command(subcommand)]
@@ -171,6 +174,7 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 },
         } => customers_create(&config, &name, &email, &env, retention_days).await,
         Command::Keys { command } => keys_command(&config, command).await,
+        Command::Worker => Ok(crate::biometric::worker_main()),
         Command::Audit {
             command: AuditCommand::Verify,
         } => {

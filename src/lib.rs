@@ -7,6 +7,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+/// The customer processing API: /v1 (X-API-Key), /demo (per-IP limit), OpenAPI.
+pub mod api;
 /// Application state and router assembly.
 pub mod app;
 /// Append-only, hash-chained audit log, its verification and its portal page.
@@ -15,6 +17,8 @@ pub mod audit;
 pub mod authn;
 /// Casbin RBAC over roles held in the database.
 pub mod authz;
+/// Image sanitising and face detection under hard limits, in isolated worker processes.
+pub mod biometric;
 /// Encrypted image storage (AES-256-GCM) behind object_store.
 pub mod blobs;
 /// Command-line interface: serve, migrate, admin, audit.
@@ -31,6 +35,8 @@ pub mod customers;
 pub mod db;
 /// Portal error type rendered as readable pages.
 pub mod error;
+/// Records of processed images (owner, result, expiry).
+pub mod images;
 /// Customer API keys: format, HMAC storage, verification cache, rotation, revocation.
 pub mod keys;
 /// Prometheus metrics.

@@ -3,12 +3,20 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use trustplane::cli::{Cli, init_tracing, run};
+use trustplane::cli::{Cli, Command, init_tracing, run};
 use trustplane::config::Config;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Worker) {
+        // An image worker process: no config, logging or runtime; stdout carries the protocol.
+        return trustplane::biometric::worker_main();
+    }
+    serve_command(cli)
+}
+
+#[tokio::main]
+async fn serve_command(cli: Cli) -> ExitCode {
     let config = match Config::load() {
         Ok(config) => config,
         Err(err) => {

@@ -31,6 +31,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub login_failures: Counter,
+    pub api_key_failures: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -47,6 +48,12 @@ impl Default for Metrics {
             latency_histogram,
         );
         let login_failures = Counter::default();
+        let api_key_failures = Counter::default();
+        registry.register(
+            "api_key_failures",
+            "API requests refused for a missing, unknown, revoked or expired key",
+            api_key_failures.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -67,6 +74,7 @@ impl Default for Metrics {
             requests,
             latency,
             login_failures,
+            api_key_failures,
         }
     }
 }

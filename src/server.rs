@@ -33,7 +33,11 @@ pub async fn build_state(
     let authz = Authz::load(&config.policy_dir).await?;
     let tls = config.tls_enabled();
     let blobs = crate::blobs::BlobStore::open(&config.blob_store_url, &config.data_dir)?;
+    let analyzer = analyzer_from(&config)?;
+    let demo_limiter = crate::api::demo::DemoLimiter::per_minute(config.demo_requests_per_minute);
     Ok(AppState::new(App {
+        analyzer,
+        demo_limiter,
         key_cache: crate::keys::verify::KeyCache::default(),
         blobs,
         config,
@@ -44,6 +48,44 @@ pub async fn build_state(
         metrics: Metrics::default(),
         tls,
     }))
+}
+
+/// The image analyser the config asks for.
+pub fn analyzer_from(config: &Config) -> anyhow::Result<crate::biometric::Analyzer> {
+    use crate::biometric::{Analyzer, DetectorSettings, Isolation, Limits};
+    let workers = if config.detect_workers == 0 {
+        std::thread::available_parallelism().map_or(2, usize::from)
+    } else {
+        config.detect_workers
+    };
+    let isolation = if config.detect_isolation == "thread" {
+        Isolation::Thread
+    } else {
+        let exe = if config.worker_exe.is_empty() {
+            std::env::current_exe().context("cannot find this program to start image workers")?
+        } else {
+            std::path::PathBuf::from(&config.worker_exe)
+        };
+        Isolation::Process {
+            exe,
+            args: vec!["worker".to_owned()],
+        }
+    };
+    let limits = Limits {
+        max_bytes: config.api_max_image_bytes,
+        max_width: config.api_max_dimension,
+        max_height: config.api_max_dimension,
+        max_pixels: config.api_max_pixels,
+        ..Limits::default()
+    };
+    Analyzer::new(
+        isolation,
+        workers,
+        config.detect_queue,
+        limits,
+        DetectorSettings::default(),
+        std::time::Duration::from_secs(config.detect_timeout_seconds),
+    )
 }
 
 /// Refuses to serve plain HTTP where it could cross a network without a TLS proxy.

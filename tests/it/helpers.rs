@@ -67,6 +67,10 @@ pub fn test_config(dir: &std::path::Path, database_url: &str) -> Config {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.to_path_buf(),
         database_url: database_url.to_owned(),
+        // Detection runs in real worker processes of the real binary, as in production.
+        detect_isolation: "process".into(),
+        worker_exe: env!("CARGO_BIN_EXE_trustplane").into(),
+        detect_workers: 2,
         ..Config::default()
     }
 }
@@ -394,8 +398,7 @@ impl TestApp {
 impl TestApp {
     /// A second server (another "node") on the same database, with the same keyring.
     pub async fn second_node(&self) -> trustplane::app::AppState {
-        let mut config = test_config(self.dir.path(), &self.database_url);
-        config.detect_isolation = "thread".into();
+        let config = test_config(self.dir.path(), &self.database_url);
         let keyring_path = self.dir.path().join("shared-keyring.json");
         if !keyring_path.exists() {
             panic!("second_node needs the first node's keyring; use spawn_app_shared");

@@ -2,9 +2,11 @@
 
 mod helpers;
 
+mod api;
 mod audit_log;
 mod authn;
 mod cli;
+mod isolation;
 mod keys;
 mod operations;
 mod rbac;

@@ -1,0 +1,66 @@
+//! The `X-API-Key` extractor, and per-key request counting.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::problem::ApiError;
+use crate::app::AppState;
+use crate::keys::model::Scope;
+use crate::keys::verify::{VerifiedKey, verify};
+use crate::web::RequestCtx;
+
+/// A request authenticated by an API key.
+#[derive(Debug, Clone)]
+pub struct ApiKey(pub VerifiedKey);
+
+impl ApiKey {
+    /// Fails with 403 unless the key has `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.0.allows(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::MissingScope(scope.as_str()))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for ApiKey {
+    type Rejection = ApiError;
+
+    #[tracing::instrument(skip_all)]
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let meta = parts
+            .extensions
+            .get::<RequestCtx>()
+            .map(RequestCtx::meta)
+            .unwrap_or_default();
+        let presented = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
+        match verify(state, presented, &meta).await? {
+            Ok(key) => Ok(ApiKey(key)),
+            Err(reason) => {
+                state.metrics.api_key_failures.inc();
+                tracing::info!(?reason, "api key refused");
+                Err(ApiError::Unauthorized)
+            }
+        }
+    }
+}
+
+/// Counts a request against its key, then passes the result through. Counting problems are
+/// logged, never turned into a failed request.
+pub async fn counted<T>(
+    state: &AppState,
+    key: &ApiKey,
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let failed = result.is_err();
+    if let Err(err) =
+        crate::keys::store::record_use(&state.db, &key.0.id, state.now(), failed).await
+    {
+        tracing::warn!(error = %err, "could not count API request");
+    }
+    result
+}
