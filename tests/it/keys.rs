@@ -518,6 +518,21 @@ async fn keys_cli_creates_lists_and_revokes(backend: Backend) {
             .is_ok()
     );
 
+    // The CLI-made key detects the face in a fixture through the HTTP API.
+    let response = app
+        .client()
+        .post(app.url("/v1/faces/detect"))
+        .header("x-api-key", &secret)
+        .header("content-type", "image/png")
+        .body(crate::api::ASTRONAUT.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["faces"].as_array().unwrap().len(), 1);
+    assert!(body["retained_until"].is_null(), "Globex keeps no images");
+
     let listed = String::from_utf8_lossy(&run(&["keys", "list"]).stdout).into_owned();
     assert!(
         listed.contains(&secret[..16]) && listed.contains("Globex") && !listed.contains(&secret)
