@@ -100,6 +100,21 @@ impl BlobStore {
         }
     }
 
+    /// Every blob key with its last-modified time (Unix ms), for the orphan sweep.
+    pub async fn list(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        use futures_util::TryStreamExt;
+        let listed: Vec<object_store::ObjectMeta> = self.store.list(None).try_collect().await?;
+        Ok(listed
+            .into_iter()
+            .map(|meta| {
+                (
+                    meta.location.to_string(),
+                    meta.last_modified.timestamp_millis(),
+                )
+            })
+            .collect())
+    }
+
     /// True if a blob exists at `key`.
     pub async fn exists(&self, key: &str) -> anyhow::Result<bool> {
         match self.store.head(&Path::from(key)).await {

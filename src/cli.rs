@@ -47,6 +47,16 @@ pub enum Command {
         #[command(subcommand)]
         command: CustomersCommand,
     },
+    /// Scheduled jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Retention purge.
+    Purge {
+        #[command(subcommand)]
+        command: PurgeCommand,
+    },
     /// Internal: an image worker process (started by `serve`, speaks on stdin/stdout).
     #[command(hide = true)]
     Worker,
@@ -114,6 +124,20 @@ pub enum AdminCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Each job, its schedule, next run and last run.
+    List,
+    /// Run a job now (recorded like a scheduled run).
+    Run { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PurgeCommand {
+    /// Run the retention purge now.
+    Run,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Walk the hash chain; exit 1 naming the first bad event.
     Verify,
@@ -175,6 +199,18 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         } => customers_create(&config, &name, &email, &env, retention_days).await,
         Command::Keys { command } => keys_command(&config, command).await,
         Command::Worker => Ok(crate::biometric::worker_main()),
+        Command::Jobs { command } => jobs_command(config, command).await,
+        Command::Purge {
+            command: PurgeCommand::Run,
+        } => {
+            jobs_command(
+                config,
+                JobsCommand::Run {
+                    name: "retention_purge".into(),
+                },
+            )
+            .await
+        }
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
@@ -406,4 +442,71 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<E
     }
     db.pool.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A full app state for commands that run jobs (image analysis in-process: no requests).
+async fn job_state(mut config: Config) -> anyhow::Result<crate::app::AppState> {
+    config.detect_isolation = "thread".into();
+    std::fs::create_dir_all(&config.data_dir)?;
+    let keyring = Keyring::load_or_create(&config.effective_keyring_path())?;
+    crate::server::build_state(config, std::sync::Arc::new(SystemClock), keyring).await
+}
+
+async fn jobs_command(config: Config, command: JobsCommand) -> anyhow::Result<ExitCode> {
+    let state = job_state(config).await?;
+    let scheduler = crate::jobs::Scheduler::new(state.clone())?;
+    let code = match command {
+        JobsCommand::List => {
+            let now = state.now();
+            println!(
+                "{:<18} {:<18} {:<22} last run",
+                "job", "schedule", "next run"
+            );
+            for (spec, schedule) in scheduler.schedules() {
+                let last = crate::jobs::store::recent_runs(&state.db, spec.name, 1).await?;
+                let last = last.first().map_or_else(
+                    || "never".to_owned(),
+                    |r| format!("{} {}", crate::clock::format_ms(r.started_at), r.outcome),
+                );
+                println!(
+                    "{:<18} {:<18} {:<22} {last}",
+                    spec.name,
+                    state
+                        .config
+                        .job_schedules
+                        .get(spec.name)
+                        .map_or(spec.schedule, String::as_str),
+                    crate::jobs::next_after(schedule, now)
+                        .map(crate::clock::format_ms)
+                        .unwrap_or_default(),
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        JobsCommand::Run { name } => {
+            let summary = scheduler.run_now(&name).await?;
+            audit::append_alone(
+                &state.db,
+                state.now(),
+                &RequestMeta::default(),
+                AuditEvent::new("cli", "job.run_now", format!("job:{name}"))
+                    .outcome(if summary.ok {
+                        audit::Outcome::Success
+                    } else {
+                        audit::Outcome::Failure
+                    })
+                    .detail("counts", summary.counts.clone()),
+            )
+            .await?;
+            if summary.ok {
+                println!("{name}: ok {}", summary.counts);
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{name}: failed: {}", summary.error.unwrap_or_default());
+                ExitCode::FAILURE
+            }
+        }
+    };
+    state.db.pool.close().await;
+    Ok(code)
 }

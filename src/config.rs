@@ -80,6 +80,10 @@ pub struct Config {
     pub worker_exe: String,
     /// Seconds one detection may take before its worker is killed.
     pub detect_timeout_seconds: u64,
+    /// Cron overrides per job, e.g. `[job_schedules] retention_purge = "0 */5 * * * *"`.
+    pub job_schedules: std::collections::BTreeMap<String, String>,
+    /// Run the scheduler in this process (turn off on nodes that should only serve).
+    pub scheduler_enabled: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -127,6 +131,8 @@ impl Default for Config {
             detect_isolation: "process".into(),
             worker_exe: String::new(),
             detect_timeout_seconds: 20,
+            job_schedules: std::collections::BTreeMap::new(),
+            scheduler_enabled: true,
         }
     }
 }
@@ -245,6 +251,17 @@ impl Config {
         }
         if self.detect_timeout_seconds == 0 {
             return Err(invalid("detect_timeout_seconds", "must be greater than 0"));
+        }
+        for spec in crate::jobs::JOBS {
+            crate::jobs::schedule_of(&spec, &self.job_schedules)
+                .map_err(|e| invalid(&format!("job_schedules.{}", spec.name), e.to_string()))?;
+        }
+        if let Some(unknown) = self
+            .job_schedules
+            .keys()
+            .find(|k| !crate::jobs::JOBS.iter().any(|j| j.name == k.as_str()))
+        {
+            return Err(invalid(&format!("job_schedules.{unknown}"), "no such job"));
         }
         if !self.public_url.is_empty() && url::Url::parse(&self.public_url).is_err() {
             return Err(invalid("public_url", "is not a valid URL"));

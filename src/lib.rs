@@ -37,12 +37,16 @@ pub mod db;
 pub mod error;
 /// Records of processed images (owner, result, expiry).
 pub mod images;
+/// The scheduler: cron jobs with database leases, run once per occurrence across nodes.
+pub mod jobs;
 /// Customer API keys: format, HMAC storage, verification cache, rotation, revocation.
 pub mod keys;
 /// Prometheus metrics.
 pub mod metrics;
 /// Portal route registry and guard, page shell, dashboard, health and static files.
 pub mod portal;
+/// Retention purge, purge ledger and the retention control (RET-1, RET-2).
+pub mod retention;
 /// Start-up, TLS, first-run setup link, graceful shutdown.
 pub mod server;
 /// Staff accounts, roles and their admin pages.

@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -32,6 +33,15 @@ pub struct Metrics {
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub login_failures: Counter,
     pub api_key_failures: Counter,
+    /// Age of the oldest kept image, by kind (`production`, `demo`), in seconds.
+    pub oldest_image_age: Family<KindLabels, Gauge>,
+    /// 1 when the retention control holds for that kind, 0 when it does not.
+    pub retention_ok: Family<KindLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -49,6 +59,18 @@ impl Default for Metrics {
         );
         let login_failures = Counter::default();
         let api_key_failures = Counter::default();
+        let oldest_image_age = Family::<KindLabels, Gauge>::default();
+        let retention_ok = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "oldest_image_age_seconds",
+            "Age of the oldest stored image by kind",
+            oldest_image_age.clone(),
+        );
+        registry.register(
+            "retention_control_ok",
+            "1 when the oldest stored image is within the published retention (30 d production, 7 d demo)",
+            retention_ok.clone(),
+        );
         registry.register(
             "api_key_failures",
             "API requests refused for a missing, unknown, revoked or expired key",
@@ -75,6 +97,8 @@ impl Default for Metrics {
             latency,
             login_failures,
             api_key_failures,
+            oldest_image_age,
+            retention_ok,
         }
     }
 }

@@ -202,6 +202,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         tracing::info!(%base, tls = "off (loopback or behind a TLS proxy)", "listening");
     }
+    let scheduler = if state.config.scheduler_enabled {
+        Some(crate::jobs::Scheduler::new(state.clone())?.spawn())
+    } else {
+        None
+    };
     if let Some(link) = first_run_link(&state, &base).await? {
         // Printed to the console only, never logged: the link is a one-time credential.
         println!(
@@ -212,6 +217,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
+    if let Some(scheduler) = scheduler {
+        scheduler.abort();
+    }
     running
         .handle
         .graceful_shutdown(Some(std::time::Duration::from_secs(10)));

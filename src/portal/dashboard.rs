@@ -20,6 +20,29 @@ pub fn routes() -> Vec<PortalRoute> {
     )]
 }
 
+/// The RET-1 / RET-2 control as the dashboard shows it.
+struct RetentionCard {
+    production_ok: bool,
+    demo_ok: bool,
+    oldest_production: String,
+    oldest_demo: String,
+    last_purge: String,
+}
+
+fn age_label(age: Option<i64>) -> String {
+    match age {
+        None => "none kept".to_owned(),
+        Some(ms) => {
+            let hours = ms / crate::clock::HOUR;
+            if hours < 48 {
+                format!("{hours} h")
+            } else {
+                format!("{} d {} h", hours / 24, hours % 24)
+            }
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct DashboardPage {
@@ -29,12 +52,24 @@ struct DashboardPage {
     mfa_ok: bool,
     audit_rows: i64,
     audit_head: String,
+    retention: RetentionCard,
+    active_keys: i64,
+    customers: i64,
     upcoming: Vec<(&'static str, &'static str, &'static str)>,
 }
 
 async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppResult<Html<String>> {
     let (staff_total, staff_with_mfa) = store::mfa_counts(&state.db).await?;
     let (audit_rows, head_hash) = audit::head(&state.db).await?;
+    let control = crate::retention::control(&state).await?;
+    let counts = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM customers) AS customers, \
+         (SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)) AS keys",
+    )
+    .bind(state.now())
+    .fetch_one(&state.db.pool)
+    .await?;
+    use sqlx::Row;
     html(&DashboardPage {
         shell: Shell::new(&state, &visitor, "/")?,
         staff_total,
@@ -42,17 +77,19 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
         mfa_ok: staff_total == staff_with_mfa,
         audit_rows,
         audit_head: head_hash.chars().take(16).collect(),
+        retention: RetentionCard {
+            production_ok: control.production_ok,
+            demo_ok: control.demo_ok,
+            oldest_production: age_label(control.oldest_production_age_ms),
+            oldest_demo: age_label(control.oldest_demo_age_ms),
+            last_purge: control
+                .last_purge_at
+                .map(crate::clock::format_ms)
+                .unwrap_or_else(|| "never".into()),
+        },
+        active_keys: counts.try_get("keys")?,
+        customers: counts.try_get("customers")?,
         upcoming: vec![
-            (
-                "KEY-1",
-                "Customer API keys",
-                "HMAC-SHA256 key inventory, rotation and revocation.",
-            ),
-            (
-                "RET-1 / RET-2",
-                "Image retention",
-                "Encrypted image store and the 30-day / 7-day purge.",
-            ),
             (
                 "INC-1",
                 "Incidents",

@@ -62,6 +62,31 @@ async fn metrics_get(
         )
             .into_response();
     }
+    if let Ok(control) = crate::retention::control(&state).await {
+        use crate::metrics::KindLabels;
+        for (kind, age, ok) in [
+            (
+                "production",
+                control.oldest_production_age_ms,
+                control.production_ok,
+            ),
+            ("demo", control.oldest_demo_age_ms, control.demo_ok),
+        ] {
+            let labels = KindLabels {
+                kind: kind.to_owned(),
+            };
+            state
+                .metrics
+                .oldest_image_age
+                .get_or_create(&labels)
+                .set(age.unwrap_or(0) / 1000);
+            state
+                .metrics
+                .retention_ok
+                .get_or_create(&labels)
+                .set(i64::from(ok));
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

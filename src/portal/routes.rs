@@ -87,6 +87,7 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::audit::pages::routes());
     routes.extend(crate::customers::pages::routes());
     routes.extend(crate::keys::pages::routes());
+    routes.extend(crate::jobs::pages::routes());
     routes
 }
 

@@ -25,12 +25,13 @@ pub struct Shell {
 }
 
 /// (href, label, resource, action) of each navigation entry.
-const NAV: [(&str, &str, &str, &str); 6] = [
+const NAV: [(&str, &str, &str, &str); 7] = [
     ("/", "Dashboard", "dashboard", "read"),
     ("/customers", "Customers", "customers", "read"),
     ("/keys", "API keys", "keys", "read"),
     ("/staff", "Staff", "staff", "read"),
     ("/audit", "Audit log", "audit", "read"),
+    ("/jobs", "Jobs", "jobs", "read"),
     ("/account", "My account", "account", "read"),
 ];
 

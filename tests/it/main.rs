@@ -10,4 +10,5 @@ mod isolation;
 mod keys;
 mod operations;
 mod rbac;
+mod retention;
 mod staff;

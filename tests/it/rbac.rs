@@ -83,6 +83,8 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/keys", Expect::Roles(KEY_READERS)),
     ("POST", "/keys/{id}/rotate", Expect::Roles(KEY_MANAGERS)),
     ("POST", "/keys/{id}/revoke", Expect::Roles(KEY_MANAGERS)),
+    ("GET", "/jobs", Expect::Roles(ADMIN_AUDITOR)),
+    ("POST", "/jobs/{name}/run", Expect::Roles(ADMIN)),
 ];
 
 #[test]
@@ -129,6 +131,7 @@ fn every_registered_route_has_a_line_in_the_matrix() {
 fn concrete(path: &str) -> String {
     path.replace("{id}", "00000000-0000-0000-0000-000000000000")
         .replace("{*path}", "app.css")
+        .replace("{name}", "no_such_job")
 }
 
 async fn send(

@@ -1,0 +1,277 @@
+//! The scheduler: jobs declared in code with a cron expression. Each occurrence is claimed by
+//! inserting a row keyed by (job, occurrence), so with several nodes on one database each
+//! occurrence runs once; the row carries a lease, so a node that died mid-run is taken over
+//! once the lease expires. Missed occurrences after downtime run once (the latest), not once
+//! per missed tick. Time comes from the injected clock.
+
+pub mod pages;
+pub mod store;
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use serde_json::Value;
+
+use crate::app::AppState;
+use crate::clock::{DAY, MINUTE, Millis, SECOND};
+
+/// A job the scheduler knows.
+#[derive(Debug, Clone, Copy)]
+pub struct JobSpec {
+    pub name: &'static str,
+    /// Six-field cron expression (seconds first), UTC.
+    pub schedule: &'static str,
+    pub description: &'static str,
+}
+
+/// Every scheduled job.
+pub const JOBS: [JobSpec; 1] = [JobSpec {
+    name: "retention_purge",
+    schedule: "0 */10 * * * *",
+    description: "Deletes images past their expiry (blob, then record), sweeps orphan blobs, \
+                  removes expired sessions and links, and records the purge ledger.",
+}];
+
+/// How long a claimed run may go without finishing before another node may take it over.
+pub const LEASE: Millis = 10 * MINUTE;
+/// How far back a job that never ran looks for a missed occurrence.
+const FIRST_LOOKBACK: Millis = DAY;
+
+/// How a run came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Schedule,
+    Manual,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// The outcome of one run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub job: &'static str,
+    pub occurrence: Millis,
+    pub ok: bool,
+    pub counts: Value,
+    pub error: Option<String>,
+}
+
+/// Parses a job's schedule, honouring a config override.
+pub fn schedule_of(
+    spec: &JobSpec,
+    overrides: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<cron::Schedule> {
+    let expression = overrides
+        .get(spec.name)
+        .map(String::as_str)
+        .unwrap_or(spec.schedule);
+    cron::Schedule::from_str(expression)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: `job_schedules.{}`: {e}", spec.name))
+}
+
+/// The latest scheduled time in (after, now], if any.
+pub fn latest_due(schedule: &cron::Schedule, after: Millis, now: Millis) -> Option<Millis> {
+    let now_dt = Utc.timestamp_millis_opt(now).single()?;
+    let latest = schedule.after(&now_dt).next_back()?.timestamp_millis();
+    (latest > after && latest <= now).then_some(latest)
+}
+
+/// The next scheduled time after `now`.
+pub fn next_after(schedule: &cron::Schedule, now: Millis) -> Option<Millis> {
+    let now_dt = Utc.timestamp_millis_opt(now).single()?;
+    schedule.after(&now_dt).next().map(|t| t.timestamp_millis())
+}
+
+/// Runs the job's work.
+async fn execute(state: &AppState, job: &str, run_id: &str) -> anyhow::Result<Value> {
+    match job {
+        "retention_purge" => {
+            let report = crate::retention::purge(state, run_id).await?;
+            Ok(serde_json::to_value(report)?)
+        }
+        other => anyhow::bail!("unknown job {other}"),
+    }
+}
+
+/// One node's scheduler.
+#[derive(Clone)]
+pub struct Scheduler {
+    state: AppState,
+    /// This node's identity in leases.
+    pub owner: String,
+    schedules: Arc<Vec<(JobSpec, cron::Schedule)>>,
+}
+
+impl Scheduler {
+    pub fn new(state: AppState) -> anyhow::Result<Self> {
+        let schedules = JOBS
+            .iter()
+            .map(|spec| Ok((*spec, schedule_of(spec, &state.config.job_schedules)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self {
+            state,
+            owner: format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            schedules: Arc::new(schedules),
+        })
+    }
+
+    /// The schedule of each job.
+    pub fn schedules(&self) -> impl Iterator<Item = &(JobSpec, cron::Schedule)> {
+        self.schedules.iter()
+    }
+
+    /// Runs every job that is due (at most one occurrence each), and takes over runs whose
+    /// owner's lease has expired.
+    pub async fn tick(&self) -> anyhow::Result<Vec<RunSummary>> {
+        let now = self.state.now();
+        let mut summaries = Vec::new();
+        for (spec, schedule) in self.schedules.iter() {
+            let last = store::last_scheduled_occurrence(&self.state.db, spec.name).await?;
+            let after = last.unwrap_or(now - FIRST_LOOKBACK);
+            if let Some(occurrence) = latest_due(schedule, after, now)
+                && let Some(run_id) = store::claim(
+                    &self.state.db,
+                    spec.name,
+                    occurrence,
+                    Trigger::Schedule,
+                    &self.owner,
+                    now,
+                    now + LEASE,
+                )
+                .await?
+            {
+                summaries.push(self.run(spec.name, occurrence, &run_id).await);
+            }
+            if let Some((run_id, occurrence)) =
+                store::take_over_expired(&self.state.db, spec.name, &self.owner, now, now + LEASE)
+                    .await?
+            {
+                tracing::warn!(
+                    job = spec.name,
+                    occurrence,
+                    "taking over a run whose owner stopped"
+                );
+                summaries.push(self.run(spec.name, occurrence, &run_id).await);
+            }
+        }
+        Ok(summaries)
+    }
+
+    /// Runs a job now, outside its schedule ("run now" button, CLI).
+    pub async fn run_now(&self, job: &str) -> anyhow::Result<RunSummary> {
+        let spec = JOBS.iter().find(|j| j.name == job).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no job named {job}; jobs: {}",
+                JOBS.map(|j| j.name).join(", ")
+            )
+        })?;
+        let now = self.state.now();
+        let run_id = store::claim(
+            &self.state.db,
+            spec.name,
+            now,
+            Trigger::Manual,
+            &self.owner,
+            now,
+            now + LEASE,
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("{job} was started this very millisecond already"))?;
+        Ok(self.run(spec.name, now, &run_id).await)
+    }
+
+    async fn run(&self, job: &'static str, occurrence: Millis, run_id: &str) -> RunSummary {
+        let result = execute(&self.state, job, run_id).await;
+        let now = self.state.now();
+        let (ok, counts, error) = match result {
+            Ok(counts) => (true, counts, None),
+            Err(err) => {
+                tracing::error!(job, error = format!("{err:#}"), "job failed");
+                (
+                    false,
+                    Value::Object(Default::default()),
+                    Some(format!("{err:#}")),
+                )
+            }
+        };
+        if let Err(err) = store::finish(
+            &self.state.db,
+            run_id,
+            &self.owner,
+            now,
+            ok,
+            &counts,
+            error.as_deref(),
+        )
+        .await
+        {
+            tracing::error!(job, error = %err, "could not record the end of a job run");
+        }
+        RunSummary {
+            job,
+            occurrence,
+            ok,
+            counts,
+            error,
+        }
+    }
+
+    /// Ticks in the background every few seconds until the process ends.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Err(err) = self.tick().await {
+                    tracing::warn!(error = format!("{err:#}"), "scheduler tick failed");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    u64::try_from(5 * SECOND).unwrap_or(5000),
+                ))
+                .await;
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_due_picks_only_the_newest_missed_occurrence() {
+        let schedule = cron::Schedule::from_str("0 */10 * * * *").unwrap();
+        let base = Utc
+            .with_ymd_and_hms(2027, 1, 1, 12, 0, 0)
+            .unwrap()
+            .timestamp_millis();
+        // Down from 12:00 to 13:05: six occurrences missed, one run (13:00).
+        assert_eq!(
+            latest_due(&schedule, base, base + 65 * MINUTE),
+            Some(base + 60 * MINUTE)
+        );
+        // Nothing new since the last run.
+        assert_eq!(
+            latest_due(&schedule, base + 60 * MINUTE, base + 65 * MINUTE),
+            None
+        );
+        assert_eq!(
+            next_after(&schedule, base + 65 * MINUTE),
+            Some(base + 70 * MINUTE)
+        );
+    }
+
+    #[test]
+    fn overrides_are_validated_with_the_key_named() {
+        let mut overrides = std::collections::BTreeMap::new();
+        overrides.insert("retention_purge".to_owned(), "every tuesday".to_owned());
+        let err = schedule_of(&JOBS[0], &overrides).unwrap_err();
+        assert!(err.to_string().contains("job_schedules.retention_purge"));
+    }
+}

@@ -1,0 +1,192 @@
+//! Retention: the purge that makes "production images deleted after at most 30 days, demo
+//! after 7" true, and the figures that prove it (the purge ledger and the oldest image kept
+//! per kind).
+//!
+//! Order of deletion: blob first, then record. A crash between the two leaves a record whose
+//! blob is already gone; the next run deletes that record (deleting a missing blob is not an
+//! error). Blobs that no record owns (a crash between writing a blob and inserting its
+//! record) are removed by the orphan sweep once they are older than [`ORPHAN_GRACE`].
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::app::AppState;
+use crate::clock::{MINUTE, Millis};
+use crate::customers::{MAX_DEMO_RETENTION_DAYS, MAX_PRODUCTION_RETENTION_DAYS};
+
+/// Images deleted per batch; the purge yields between batches so the API keeps answering.
+pub const BATCH: i64 = 500;
+/// A blob without a record is left alone this long (an upload may be between its two writes).
+pub const ORPHAN_GRACE: Millis = 15 * MINUTE;
+
+/// What one purge did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PurgeReport {
+    pub production_deleted: i64,
+    pub demo_deleted: i64,
+    pub bytes_deleted: i64,
+    pub orphans_removed: i64,
+    pub sessions_removed: i64,
+    pub links_removed: i64,
+    pub duration_ms: i64,
+    pub oldest_production_age_ms: Option<Millis>,
+    pub oldest_demo_age_ms: Option<Millis>,
+}
+
+/// Deletes everything past its expiry, sweeps orphans, and writes the ledger row.
+pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport> {
+    let started = std::time::Instant::now();
+    let now = state.now();
+    let mut report = PurgeReport::default();
+    loop {
+        let rows = sqlx::query(
+            "SELECT id, kind, blob_key, byte_size FROM images WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(BATCH)
+        .fetch_all(&state.db.pool)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let blob_key: Option<String> = row.try_get("blob_key")?;
+            if let Some(key) = &blob_key {
+                state.blobs.delete(key).await?;
+                report.bytes_deleted += row.try_get::<i64, _>("byte_size")?;
+            }
+            let mut conn = state.db.pool.acquire().await?;
+            if crate::images::delete(&mut conn, &id).await? {
+                if row.try_get::<String, _>("kind")? == "demo" {
+                    report.demo_deleted += 1;
+                } else {
+                    report.production_deleted += 1;
+                }
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    report.orphans_removed = sweep_orphans(state, now).await?;
+    let mut tx = state.db.begin().await?;
+    report.sessions_removed = i64::try_from(
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+    )
+    .unwrap_or(i64::MAX);
+    report.links_removed = i64::try_from(
+        sqlx::query("DELETE FROM one_time_tokens WHERE expires_at <= $1 OR used_at IS NOT NULL")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+    )
+    .unwrap_or(i64::MAX);
+    sqlx::query("DELETE FROM login_throttle WHERE last_failure_at <= $1 AND (locked_until IS NULL OR locked_until <= $2)")
+        .bind(now - 24 * 60 * MINUTE)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let (production, demo) = oldest_ages(state, now).await?;
+    report.oldest_production_age_ms = production;
+    report.oldest_demo_age_ms = demo;
+    report.duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    sqlx::query(
+        "INSERT INTO purge_ledger (run_id, at, production_deleted, demo_deleted, bytes_deleted, \
+         orphans_removed, duration_ms, oldest_production_age_ms, oldest_demo_age_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(run_id)
+    .bind(now)
+    .bind(report.production_deleted)
+    .bind(report.demo_deleted)
+    .bind(report.bytes_deleted)
+    .bind(report.orphans_removed)
+    .bind(report.duration_ms)
+    .bind(report.oldest_production_age_ms)
+    .bind(report.oldest_demo_age_ms)
+    .execute(&mut *tx)
+    .await?;
+    crate::audit::append(
+        &mut tx,
+        now,
+        &crate::audit::RequestMeta::default(),
+        crate::audit::AuditEvent::new("system", "retention.purge", format!("run:{run_id}"))
+            .detail("production_deleted", report.production_deleted)
+            .detail("demo_deleted", report.demo_deleted)
+            .detail("orphans_removed", report.orphans_removed),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// Removes blobs that no image record points at and that are older than the grace period.
+async fn sweep_orphans(state: &AppState, now: Millis) -> anyhow::Result<i64> {
+    let mut removed = 0;
+    for (key, modified) in state.blobs.list().await? {
+        if now - modified < ORPHAN_GRACE {
+            continue;
+        }
+        let owned = sqlx::query("SELECT 1 AS one FROM images WHERE blob_key = $1")
+            .bind(&key)
+            .fetch_optional(&state.db.pool)
+            .await?
+            .is_some();
+        if !owned {
+            state.blobs.delete(&key).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Age of the oldest stored (blob-backed) image per kind, at `now`.
+pub async fn oldest_ages(
+    state: &AppState,
+    now: Millis,
+) -> Result<(Option<Millis>, Option<Millis>), sqlx::Error> {
+    let mut ages = [None, None];
+    for (slot, kind) in ["production", "demo"].iter().enumerate() {
+        let row = sqlx::query(
+            "SELECT MIN(created_at) AS oldest FROM images WHERE kind = $1 AND blob_key IS NOT NULL",
+        )
+        .bind(*kind)
+        .fetch_one(&state.db.pool)
+        .await?;
+        let oldest: Option<Millis> = row.try_get("oldest")?;
+        ages[slot] = oldest.map(|o| (now - o).max(0));
+    }
+    Ok((ages[0], ages[1]))
+}
+
+/// The retention control: is every kept image within its published limit?
+#[derive(Debug, Clone)]
+pub struct RetentionControl {
+    pub oldest_production_age_ms: Option<Millis>,
+    pub oldest_demo_age_ms: Option<Millis>,
+    pub production_ok: bool,
+    pub demo_ok: bool,
+    pub last_purge_at: Option<Millis>,
+}
+
+/// Evaluates the control from the live data.
+pub async fn control(state: &AppState) -> Result<RetentionControl, sqlx::Error> {
+    let now = state.now();
+    let (production, demo) = oldest_ages(state, now).await?;
+    let last_purge_at: Option<Millis> = sqlx::query("SELECT MAX(at) AS at FROM purge_ledger")
+        .fetch_one(&state.db.pool)
+        .await?
+        .try_get("at")?;
+    let day = crate::clock::DAY;
+    Ok(RetentionControl {
+        production_ok: production.is_none_or(|age| age <= MAX_PRODUCTION_RETENTION_DAYS * day),
+        demo_ok: demo.is_none_or(|age| age <= MAX_DEMO_RETENTION_DAYS * day),
+        oldest_production_age_ms: production,
+        oldest_demo_age_ms: demo,
+        last_purge_at,
+    })
+}
