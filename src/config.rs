@@ -84,6 +84,14 @@ pub struct Config {
     pub job_schedules: std::collections::BTreeMap<String, String>,
     /// Run the scheduler in this process (turn off on nodes that should only serve).
     pub scheduler_enabled: bool,
+    /// Mail delivery: empty = `.eml` files under `<data_dir>/mail`; `smtp+starttls://host:587`,
+    /// `smtps://host:465`, or `smtp://host:port` (plain, loopback only).
+    pub smtp_url: String,
+    pub smtp_username: String,
+    /// Secret; prefer `TRUSTPLANE_SMTP_PASSWORD` over the file.
+    pub smtp_password: String,
+    /// Sender address of every email.
+    pub mail_from: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -95,6 +103,8 @@ impl std::fmt::Debug for Config {
             .field("behind_proxy", &self.behind_proxy)
             .field("tls", &self.tls_enabled())
             .field("metrics_token", &"[redacted]")
+            .field("smtp_url", &redact_url(&self.smtp_url))
+            .field("smtp_password", &"[redacted]")
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +143,10 @@ impl Default for Config {
             detect_timeout_seconds: 20,
             job_schedules: std::collections::BTreeMap::new(),
             scheduler_enabled: true,
+            smtp_url: String::new(),
+            smtp_username: String::new(),
+            smtp_password: String::new(),
+            mail_from: "trustplane <trustplane@localhost>".into(),
         }
     }
 }
@@ -262,6 +276,33 @@ impl Config {
             .find(|k| !crate::jobs::JOBS.iter().any(|j| j.name == k.as_str()))
         {
             return Err(invalid(&format!("job_schedules.{unknown}"), "no such job"));
+        }
+        if !self.smtp_url.is_empty() {
+            let url = url::Url::parse(&self.smtp_url).map_err(|_| {
+                invalid(
+                    "smtp_url",
+                    "is not a URL like smtp+starttls://mail.example:587",
+                )
+            })?;
+            if !["smtp", "smtp+starttls", "smtps"].contains(&url.scheme()) {
+                return Err(invalid(
+                    "smtp_url",
+                    "scheme must be smtp+starttls, smtps or smtp",
+                ));
+            }
+            let loopback = matches!(
+                url.host_str(),
+                Some("127.0.0.1" | "localhost" | "::1" | "[::1]")
+            );
+            if url.scheme() == "smtp" && !loopback {
+                return Err(invalid(
+                    "smtp_url",
+                    "plain smtp:// is allowed only to a loopback relay; use smtp+starttls or smtps",
+                ));
+            }
+        }
+        if self.mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(invalid("mail_from", "is not an email address"));
         }
         if !self.public_url.is_empty() && url::Url::parse(&self.public_url).is_err() {
             return Err(invalid("public_url", "is not a valid URL"));

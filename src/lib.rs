@@ -43,6 +43,8 @@ pub mod jobs;
 pub mod keys;
 /// Prometheus metrics.
 pub mod metrics;
+/// Email outbox delivered through lettre (SMTP, or .eml files by default).
+pub mod notify;
 /// Portal route registry and guard, page shell, dashboard, health and static files.
 pub mod portal;
 /// Retention purge, purge ledger and the retention control (RET-1, RET-2).

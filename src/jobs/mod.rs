@@ -26,12 +26,24 @@ pub struct JobSpec {
 }
 
 /// Every scheduled job.
-pub const JOBS: [JobSpec; 1] = [JobSpec {
-    name: "retention_purge",
-    schedule: "0 */10 * * * *",
-    description: "Deletes images past their expiry (blob, then record), sweeps orphan blobs, \
-                  removes expired sessions and links, and records the purge ledger.",
-}];
+pub const JOBS: [JobSpec; 3] = [
+    JobSpec {
+        name: "retention_purge",
+        schedule: "0 */10 * * * *",
+        description: "Deletes images past their expiry (blob, then record), sweeps orphan blobs, \
+                      removes expired sessions and links, and records the purge ledger.",
+    },
+    JobSpec {
+        name: "outbox_deliver",
+        schedule: "0 * * * * *",
+        description: "Delivers queued email (SMTP or .eml files), retrying with backoff.",
+    },
+    JobSpec {
+        name: "failed_jobs_digest",
+        schedule: "0 0 7 * * *",
+        description: "Emails admins a digest of job runs that failed in the last 24 hours.",
+    },
+];
 
 /// How long a claimed run may go without finishing before another node may take it over.
 pub const LEASE: Millis = 10 * MINUTE;
@@ -97,6 +109,8 @@ async fn execute(state: &AppState, job: &str, run_id: &str) -> anyhow::Result<Va
             let report = crate::retention::purge(state, run_id).await?;
             Ok(serde_json::to_value(report)?)
         }
+        "outbox_deliver" => Ok(serde_json::to_value(crate::notify::deliver(state).await?)?),
+        "failed_jobs_digest" => crate::notify::failed_jobs_digest(state).await,
         other => anyhow::bail!("unknown job {other}"),
     }
 }

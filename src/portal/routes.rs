@@ -88,6 +88,7 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::customers::pages::routes());
     routes.extend(crate::keys::pages::routes());
     routes.extend(crate::jobs::pages::routes());
+    routes.extend(crate::notify::pages::routes());
     routes
 }
 

@@ -25,13 +25,14 @@ pub struct Shell {
 }
 
 /// (href, label, resource, action) of each navigation entry.
-const NAV: [(&str, &str, &str, &str); 7] = [
+const NAV: [(&str, &str, &str, &str); 8] = [
     ("/", "Dashboard", "dashboard", "read"),
     ("/customers", "Customers", "customers", "read"),
     ("/keys", "API keys", "keys", "read"),
     ("/staff", "Staff", "staff", "read"),
     ("/audit", "Audit log", "audit", "read"),
     ("/jobs", "Jobs", "jobs", "read"),
+    ("/outbox", "Outbox", "outbox", "read"),
     ("/account", "My account", "account", "read"),
 ];
 

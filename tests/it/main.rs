@@ -8,6 +8,7 @@ mod authn;
 mod cli;
 mod isolation;
 mod keys;
+mod mail;
 mod operations;
 mod rbac;
 mod retention;

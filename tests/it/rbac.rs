@@ -85,6 +85,7 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ("POST", "/keys/{id}/revoke", Expect::Roles(KEY_MANAGERS)),
     ("GET", "/jobs", Expect::Roles(ADMIN_AUDITOR)),
     ("POST", "/jobs/{name}/run", Expect::Roles(ADMIN)),
+    ("GET", "/outbox", Expect::Roles(ADMIN_AUDITOR)),
 ];
 
 #[test]
