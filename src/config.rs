@@ -166,15 +166,33 @@ fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// `TRUSTPLANE_*` variables that are not configuration keys: secrets read by the keyring,
+/// the config file path, the log filter, and test and build settings.
+const NON_CONFIG_VARS: [&str; 7] = [
+    "config",
+    "log",
+    "hmac_pepper",
+    "aes_key",
+    "session_key",
+    "test_postgres_url",
+    "face_model",
+];
+
+/// The environment provider: `TRUSTPLANE_<KEY>`, without the variables above.
+fn config_env() -> Env {
+    Env::prefixed("TRUSTPLANE_").filter(|key| {
+        !NON_CONFIG_VARS
+            .iter()
+            .any(|v| key.as_str().eq_ignore_ascii_case(v))
+    })
+}
+
 impl Config {
     /// Loads defaults, then `trustplane.toml` in the working directory (or the file named by
     /// `TRUSTPLANE_CONFIG`), then the environment, and validates the result.
     pub fn load() -> Result<Self, ConfigError> {
         let file = std::env::var("TRUSTPLANE_CONFIG").unwrap_or_else(|_| "trustplane.toml".into());
-        Self::load_from(
-            Path::new(&file),
-            Env::prefixed("TRUSTPLANE_").ignore(&["config"]),
-        )
+        Self::load_from(Path::new(&file), config_env())
     }
 
     fn load_from(file: &Path, env: Env) -> Result<Self, ConfigError> {
@@ -384,9 +402,8 @@ mod tests {
                 "listen = \"127.0.0.1:9000\"\nlockout_minutes = 20",
             )?;
             jail.set_env("TRUSTPLANE_LISTEN", "127.0.0.1:9100");
-            let config =
-                Config::load_from(Path::new("trustplane.toml"), Env::prefixed("TRUSTPLANE_"))
-                    .map_err(|e| e.to_string())?;
+            let config = Config::load_from(Path::new("trustplane.toml"), config_env())
+                .map_err(|e| e.to_string())?;
             assert_eq!(config.listen, "127.0.0.1:9100");
             assert_eq!(config.lockout_minutes, 20);
             assert_eq!(config.session_idle_minutes, 30);
@@ -398,13 +415,13 @@ mod tests {
     fn invalid_values_name_the_key() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("TRUSTPLANE_SESSION_IDLE_MINUTES", "soon");
-            let err = Config::load_from(Path::new("none.toml"), Env::prefixed("TRUSTPLANE_"))
+            let err = Config::load_from(Path::new("none.toml"), config_env())
                 .err()
                 .ok_or("expected an error")?;
             assert!(err.to_string().contains("session_idle_minutes"), "{err}");
             jail.set_env("TRUSTPLANE_SESSION_IDLE_MINUTES", "30");
             jail.set_env("TRUSTPLANE_LISTEN", "everywhere");
-            let err = Config::load_from(Path::new("none.toml"), Env::prefixed("TRUSTPLANE_"))
+            let err = Config::load_from(Path::new("none.toml"), config_env())
                 .err()
                 .ok_or("expected an error")?;
             assert_eq!(err.key, "listen");
@@ -423,10 +440,28 @@ mod tests {
     }
 
     #[test]
+    fn secret_and_tool_variables_are_not_config_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TRUSTPLANE_HMAC_PEPPER", "x");
+            jail.set_env("TRUSTPLANE_TEST_POSTGRES_URL", "postgres://x");
+            jail.set_env("TRUSTPLANE_LOG", "debug");
+            let config = Config::load_from(Path::new("none.toml"), config_env())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.listen, "127.0.0.1:8080");
+            jail.set_env("TRUSTPLANE_LISTN", "127.0.0.1:1");
+            let err = Config::load_from(Path::new("none.toml"), config_env())
+                .err()
+                .ok_or("typo accepted")?;
+            assert!(err.to_string().contains("listn"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("trustplane.toml", "lisen = \"127.0.0.1:1\"")?;
-            let err = Config::load_from(Path::new("trustplane.toml"), Env::prefixed("TRUSTPLANE_"))
+            let err = Config::load_from(Path::new("trustplane.toml"), config_env())
                 .err()
                 .ok_or("expected an error")?;
             assert!(err.to_string().contains("lisen"), "{err}");

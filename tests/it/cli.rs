@@ -251,3 +251,59 @@ fn first_run_creates_data_dir_keyring_and_prints_a_setup_link() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+#[test]
+fn secrets_can_come_from_the_environment_instead_of_a_keyring_file() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let key = |byte: u8| base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+    let mut child = trustplane(dir.path())
+        .args([
+            "admin",
+            "create",
+            "--email",
+            "env@example.com",
+            "--role",
+            "auditor",
+            "--password-stdin",
+        ])
+        .env("TRUSTPLANE_HMAC_PEPPER", key(1))
+        .env("TRUSTPLANE_AES_KEY", key(2))
+        .env("TRUSTPLANE_SESSION_KEY", key(3))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("data/keyring.json").exists(),
+        "no keyring file written"
+    );
+
+    let half = trustplane(dir.path())
+        .args([
+            "admin",
+            "create",
+            "--email",
+            "half@example.com",
+            "--role",
+            "auditor",
+        ])
+        .env("TRUSTPLANE_AES_KEY", key(2))
+        .output()
+        .unwrap();
+    assert!(!half.status.success());
+    assert!(String::from_utf8_lossy(&half.stderr).contains("must be set together"));
+}
