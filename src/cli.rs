@@ -57,6 +57,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PurgeCommand,
     },
+    /// Encrypted backups.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Internal: an image worker process (started by `serve`, speaks on stdin/stdout).
     #[command(hide = true)]
     Worker,
@@ -132,6 +137,32 @@ pub enum JobsCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Snapshot the database (SQLite: VACUUM INTO; PostgreSQL: pg_dump) into an encrypted file.
+    Create {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Encrypt standard input into a backup file (e.g. `pg_dump -Fc … | trustplane backup encrypt --out F`).
+    Encrypt {
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long, default_value = "postgres")]
+        source: String,
+    },
+    /// Check every byte of a backup without writing anything.
+    Verify { file: std::path::PathBuf },
+    /// Decrypt a verified backup to a file, or to standard output with `--out -`.
+    Decrypt {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        out: String,
+    },
+    /// Restore a SQLite backup over the configured database (stop the server first).
+    Restore { file: std::path::PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum PurgeCommand {
     /// Run the retention purge now.
     Run,
@@ -199,6 +230,7 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         } => customers_create(&config, &name, &email, &env, retention_days).await,
         Command::Keys { command } => keys_command(&config, command).await,
         Command::Worker => Ok(crate::biometric::worker_main()),
+        Command::Backup { command } => backup_command(config, command).await,
         Command::Jobs { command } => jobs_command(config, command).await,
         Command::Purge {
             command: PurgeCommand::Run,
@@ -509,4 +541,74 @@ async fn jobs_command(config: Config, command: JobsCommand) -> anyhow::Result<Ex
     };
     state.db.pool.close().await;
     Ok(code)
+}
+
+async fn backup_command(config: Config, command: BackupCommand) -> anyhow::Result<ExitCode> {
+    let keyring = Keyring::load_or_create(&config.effective_keyring_path())?;
+    let now = SystemClock.now_ms();
+    match command {
+        BackupCommand::Create { out } => {
+            let state = job_state(config).await?;
+            let record = crate::backup::create(&state, &out, "manual").await?;
+            state.db.pool.close().await;
+            println!(
+                "backup written: {} ({} bytes, sha256 {}, key {})",
+                record.file, record.byte_size, record.sha256, record.key_id
+            );
+        }
+        BackupCommand::Encrypt { out, source } => {
+            let stdin = std::io::stdin();
+            let info = crate::backup::encrypt_to_file(stdin.lock(), &out, &keyring, &source, now)?;
+            println!(
+                "backup written: {} ({} bytes, sha256 {})",
+                out.display(),
+                info.ciphertext_size,
+                info.sha256_hex
+            );
+        }
+        BackupCommand::Verify { file } => {
+            let info = crate::backup::verify_file(&file, &keyring)?;
+            println!(
+                "backup OK: {} source, made {}, key {}, {} bytes of data, sha256 {}",
+                info.header.source,
+                crate::clock::format_ms(info.header.created_at_ms),
+                info.header.key_id,
+                info.plaintext_size,
+                info.sha256_hex
+            );
+        }
+        BackupCommand::Decrypt { file, out } => {
+            // Verify first so nothing partial is ever written.
+            crate::backup::verify_file(&file, &keyring)?;
+            if out == "-" {
+                let stdout = std::io::stdout();
+                crate::backup::decrypt_file(&file, &mut stdout.lock(), &keyring)?;
+            } else {
+                let mut target = std::io::BufWriter::new(std::fs::File::create(&out)?);
+                crate::backup::decrypt_file(&file, &mut target, &keyring)?;
+            }
+        }
+        BackupCommand::Restore { file } => {
+            let url = config.effective_database_url();
+            let Some(path) = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .and_then(|rest| rest.split('?').next())
+                .filter(|p| !p.is_empty())
+            else {
+                anyhow::bail!(
+                    "restore writes a SQLite database; for PostgreSQL use \
+                     `trustplane backup decrypt FILE --out - | pg_restore --clean -d URL`"
+                );
+            };
+            let info = crate::backup::restore_sqlite(&file, std::path::Path::new(path), &keyring)?;
+            println!(
+                "restored {} ({} bytes) from the backup made {}",
+                path,
+                info.plaintext_size,
+                crate::clock::format_ms(info.header.created_at_ms)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

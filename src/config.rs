@@ -92,6 +92,8 @@ pub struct Config {
     pub smtp_password: String,
     /// Sender address of every email.
     pub mail_from: String,
+    /// Scheduled backup files to keep (older ones are deleted).
+    pub backup_keep: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -147,6 +149,7 @@ impl Default for Config {
             smtp_username: String::new(),
             smtp_password: String::new(),
             mail_from: "trustplane <trustplane@localhost>".into(),
+            backup_keep: 14,
         }
     }
 }

@@ -246,6 +246,15 @@ impl Keyring {
         hex::encode(mac(&self.hmac_pepper, &[data]))
     }
 
+    /// The key backups are sealed with, derived from the AES key (domain-separated, so
+    /// backup and image encryption never share a key) and its id.
+    pub fn backup_key(&self) -> (Zeroizing<[u8; 32]>, String) {
+        (
+            Zeroizing::new(mac(&self.aes_key, &[b"trustplane backup key v1"])),
+            format!("{}-backup", self.aes_key.id),
+        )
+    }
+
     /// A MAC under the session key over `purpose` and `data`, base64url-encoded.
     pub fn session_mac(&self, purpose: &str, data: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(mac(&self.session_key, &[purpose.as_bytes(), b"\0", data]))

@@ -17,6 +17,8 @@ pub mod audit;
 pub mod authn;
 /// Casbin RBAC over roles held in the database.
 pub mod authz;
+/// AES-256-GCM encrypted backups, restore, ledger and restore tests (BAK-1).
+pub mod backup;
 /// Image sanitising and face detection under hard limits, in isolated worker processes.
 pub mod biometric;
 /// Encrypted image storage (AES-256-GCM) behind object_store.

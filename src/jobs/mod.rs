@@ -26,7 +26,7 @@ pub struct JobSpec {
 }
 
 /// Every scheduled job.
-pub const JOBS: [JobSpec; 3] = [
+pub const JOBS: [JobSpec; 5] = [
     JobSpec {
         name: "retention_purge",
         schedule: "0 */10 * * * *",
@@ -37,6 +37,18 @@ pub const JOBS: [JobSpec; 3] = [
         name: "outbox_deliver",
         schedule: "0 * * * * *",
         description: "Delivers queued email (SMTP or .eml files), retrying with backoff.",
+    },
+    JobSpec {
+        name: "backup_daily",
+        schedule: "0 30 2 * * *",
+        description: "Writes an AES-256-GCM encrypted snapshot of the database under data/backups \
+                      and deletes all but the newest backup_keep files.",
+    },
+    JobSpec {
+        name: "backup_restore_test",
+        schedule: "0 30 3 * * *",
+        description: "Restores the newest backup into a temporary place and checks it \
+                      (integrity, audit chain); records the result in the ledger.",
     },
     JobSpec {
         name: "failed_jobs_digest",
@@ -111,6 +123,8 @@ async fn execute(state: &AppState, job: &str, run_id: &str) -> anyhow::Result<Va
         }
         "outbox_deliver" => Ok(serde_json::to_value(crate::notify::deliver(state).await?)?),
         "failed_jobs_digest" => crate::notify::failed_jobs_digest(state).await,
+        "backup_daily" => crate::backup::scheduled(state).await,
+        "backup_restore_test" => crate::backup::restore_test(state).await,
         other => anyhow::bail!("unknown job {other}"),
     }
 }

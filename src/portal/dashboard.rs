@@ -55,6 +55,9 @@ struct DashboardPage {
     retention: RetentionCard,
     active_keys: i64,
     customers: i64,
+    backup_ok: bool,
+    last_backup: String,
+    last_restore_test: String,
     upcoming: Vec<(&'static str, &'static str, &'static str)>,
 }
 
@@ -62,6 +65,7 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
     let (staff_total, staff_with_mfa) = store::mfa_counts(&state.db).await?;
     let (audit_rows, head_hash) = audit::head(&state.db).await?;
     let control = crate::retention::control(&state).await?;
+    let backups = crate::backup::status(&state).await?;
     let counts = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM customers) AS customers, \
          (SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)) AS keys",
@@ -87,6 +91,19 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
                 .map(crate::clock::format_ms)
                 .unwrap_or_else(|| "never".into()),
         },
+        backup_ok: backups
+            .last_backup_at
+            .is_some_and(|at| state.now() - at <= 2 * crate::clock::DAY)
+            && backups.last_restore_ok == Some(true),
+        last_backup: backups
+            .last_backup_at
+            .map(crate::clock::format_ms)
+            .unwrap_or_else(|| "never".into()),
+        last_restore_test: match (backups.last_restore_test_at, backups.last_restore_ok) {
+            (Some(at), Some(true)) => format!("passed {}", crate::clock::format_ms(at)),
+            (Some(at), _) => format!("FAILED {}", crate::clock::format_ms(at)),
+            (None, _) => "never".into(),
+        },
         active_keys: counts.try_get("keys")?,
         customers: counts.try_get("customers")?,
         upcoming: vec![
@@ -109,11 +126,6 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
                 "PEN-1 / DSC-1",
                 "Findings and disclosures",
                 "Remediation and disclosure SLA clocks.",
-            ),
-            (
-                "BAK-1",
-                "Backups",
-                "AES-256-GCM encrypted backups with restore tests.",
             ),
         ],
     })

@@ -5,6 +5,7 @@ mod helpers;
 mod api;
 mod audit_log;
 mod authn;
+mod backup;
 mod cli;
 mod isolation;
 mod keys;
