@@ -22,11 +22,15 @@ async fn a_backup_restores_into_a_fresh_data_dir_and_the_server_starts_on_it() {
         .await;
     let customer = app.create_customer("Acme", "live", 30).await;
     let (_, key) = app.issue_key(&customer, "faces:detect").await;
-    let backup = app.dir.path().join("out/backup.tpbk");
-    let record = trustplane::backup::create(&app.state, &backup, "manual")
+    // The scheduler's daily backup.
+    let summary = Scheduler::new(app.state.clone())
+        .unwrap()
+        .run_now("backup_daily")
         .await
         .unwrap();
-    assert_eq!(record.source, "sqlite");
+    assert!(summary.ok, "{:?}", summary.error);
+    let backup = std::path::PathBuf::from(summary.counts["file"].as_str().unwrap());
+    assert_eq!(summary.counts["source"], "sqlite");
     let bytes = std::fs::read(&backup).unwrap();
     assert!(bytes.starts_with(b"TPBK1\n"));
     assert!(
