@@ -46,7 +46,7 @@ fn password_verify(c: &mut Criterion) {
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(6));
+        .measurement_time(Duration::from_secs(8));
     group.bench_function("argon2id_verify", |b| {
         b.iter(|| password::verify(black_box(PASSWORD), &stored))
     });

@@ -95,6 +95,9 @@ impl BenchDb {
             listen: "127.0.0.1:0".into(),
             data_dir: dir.path().to_path_buf(),
             database_url,
+            // No worker processes: this program is not the `trustplane` binary.
+            detect_isolation: "thread".into(),
+            scheduler_enabled: false,
             ..Config::default()
         };
         let state =
