@@ -1,0 +1,345 @@
+//! Retention purge and backup throughput, each against a baseline in the same run:
+//! - purge of 100 000 expired images with local (encrypted) blobs vs `find -delete` of the
+//!   same number of files of the same size;
+//! - p50/p99 of an authenticated API read while the purge runs vs idle;
+//! - `backup create` and `backup restore` (SQLite) vs `sqlite3 .backup` + `openssl enc`.
+//!
+//! Run: `cargo bench --bench retention_backup` (needs `sqlite3` and `openssl` on PATH).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use trustplane::app::AppState;
+use trustplane::audit::{self, AuditEvent, RequestMeta};
+use trustplane::clock::{DAY, ManualClock};
+use trustplane::config::Config;
+use trustplane::crypto::Keyring;
+use trustplane::images::{self, ImageRecord};
+
+const T0: i64 = 1_800_000_000_000;
+const IMAGES: usize = 100_000;
+const BLOB_BYTES: usize = 2_048;
+
+async fn state(dir: &Path) -> anyhow::Result<AppState> {
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.to_path_buf(),
+        database_url: format!("sqlite://{}?mode=rwc", dir.join("tp.db").display()),
+        detect_isolation: "thread".into(),
+        detect_workers: 1,
+        ..Config::default()
+    };
+    trustplane::server::build_state(config, ManualClock::new(T0), Keyring::generate()).await
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// Reads one image's metadata over HTTP in a loop until `stop`, returning latencies in ms.
+async fn reader(base: String, key: String, image: String, stop: Arc<AtomicBool>) -> Vec<f64> {
+    let client = reqwest::Client::new();
+    let mut latencies = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let response = client
+            .get(format!("{base}/v1/images/{image}"))
+            .header("x-api-key", &key)
+            .send()
+            .await;
+        if matches!(response, Ok(r) if r.status().is_success()) {
+            latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    latencies
+}
+
+async fn measure_reads(
+    base: &str,
+    key: &str,
+    image: &str,
+    during: impl std::future::Future<Output = ()>,
+) -> Vec<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(reader(
+                base.to_owned(),
+                key.to_owned(),
+                image.to_owned(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    during.await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for r in readers {
+        all.extend(r.await.unwrap_or_default());
+    }
+    all.sort_by(|a, b| a.total_cmp(b));
+    all
+}
+
+async fn seed_customer(state: &AppState) -> anyhow::Result<(String, String)> {
+    let now = state.now();
+    let mut tx = state.db.begin().await?;
+    let id = trustplane::customers::store::insert(
+        &mut tx,
+        &trustplane::customers::CustomerName::parse("Bench").map_err(anyhow::Error::msg)?,
+        &trustplane::staff::model::Email::parse("ops@bench.example").map_err(anyhow::Error::msg)?,
+        trustplane::keys::format::KeyEnv::Live,
+        trustplane::customers::RetentionDays::new(30).map_err(anyhow::Error::msg)?,
+        "bench",
+        now,
+    )
+    .await?;
+    let customer = trustplane::customers::store::find(&mut *tx, &id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("customer"))?;
+    let key = trustplane::keys::issue(
+        &mut tx,
+        &state.keyring,
+        &customer,
+        "bench",
+        &[trustplane::keys::model::Scope::ImagesRead],
+        None,
+        "bench",
+        &RequestMeta::default(),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((id, key.secret))
+}
+
+async fn purge_bench() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let state = state(dir.path()).await?;
+    let (customer, key) = seed_customer(&state).await?;
+    let now = state.now();
+    let pixels = vec![0x5Au8; BLOB_BYTES - 40];
+    // One image that stays, for the reads.
+    let keep = uuid::Uuid::new_v4().to_string();
+    let mut records = Vec::with_capacity(IMAGES + 1);
+    for i in 0..=IMAGES {
+        let id = if i == IMAGES {
+            keep.clone()
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        };
+        let blob_key = format!("{customer}/{id}");
+        state
+            .blobs
+            .put_sealed(&blob_key, &pixels, &state.keyring, blob_key.as_bytes())
+            .await?;
+        let created = if i == IMAGES { now } else { now - 31 * DAY };
+        records.push(ImageRecord {
+            id,
+            customer_id: Some(customer.clone()),
+            key_id: None,
+            kind: "production".into(),
+            format: "png".into(),
+            width: 10,
+            height: 10,
+            byte_size: BLOB_BYTES as i64,
+            blob_key: Some(blob_key),
+            result: r#"{"faces":[],"quality":{"brightness":0.5,"sharpness":1.0,"largest_face_ratio":0.0},"processing_ms":1.0}"#.into(),
+            created_at: created,
+            expires_at: created + 30 * DAY,
+            retained_until: Some(created + 30 * DAY),
+        });
+    }
+    for chunk in records.chunks(5_000) {
+        let mut tx = state.db.begin().await?;
+        for record in chunk {
+            images::insert(&mut tx, record).await?;
+        }
+        tx.commit().await?;
+    }
+    let running = trustplane::server::start(state.clone(), "127.0.0.1:0".parse()?).await?;
+    let base = format!("http://{}", running.addr);
+
+    let idle = measure_reads(
+        &base,
+        &key,
+        &keep,
+        tokio::time::sleep(Duration::from_secs(5)),
+    )
+    .await;
+    let mut purge_time = Duration::ZERO;
+    let mut deleted = serde_json::Value::Null;
+    let scheduler = trustplane::jobs::Scheduler::new(state.clone())?;
+    let busy = measure_reads(&base, &key, &keep, async {
+        let started = Instant::now();
+        if let Ok(summary) = scheduler.run_now("retention_purge").await {
+            deleted = summary.counts;
+        }
+        purge_time = started.elapsed();
+    })
+    .await;
+    running.handle.shutdown();
+
+    // Baseline: the same number of files of the same size, deleted by find.
+    let plain = tempfile::tempdir()?;
+    for i in 0..IMAGES {
+        let sub = plain.path().join(format!("{}", i % 256));
+        if i < 256 {
+            std::fs::create_dir_all(&sub)?;
+        }
+        std::fs::write(sub.join(format!("{i}")), &pixels)?;
+    }
+    let started = Instant::now();
+    let status = Command::new("find")
+        .arg(plain.path())
+        .args(["-type", "f", "-delete"])
+        .status()?;
+    let find_time = started.elapsed();
+    anyhow::ensure!(status.success(), "find failed");
+
+    println!(
+        "\n== retention purge, {IMAGES} expired images with {BLOB_BYTES}-byte encrypted local blobs =="
+    );
+    println!("purge counts: {deleted}");
+    println!(
+        "trustplane purge : {:>8.2} s  {:>9.0} images/s",
+        purge_time.as_secs_f64(),
+        IMAGES as f64 / purge_time.as_secs_f64()
+    );
+    println!(
+        "find -delete     : {:>8.2} s  {:>9.0 } files/s   (ratio {:.1}x)",
+        find_time.as_secs_f64(),
+        IMAGES as f64 / find_time.as_secs_f64(),
+        purge_time.as_secs_f64() / find_time.as_secs_f64()
+    );
+    println!(
+        "GET /v1/images/{{id}} idle        : n={:>6} p50 {:>6.2} ms  p99 {:>6.2} ms",
+        idle.len(),
+        percentile(&idle, 0.5),
+        percentile(&idle, 0.99)
+    );
+    println!(
+        "GET /v1/images/{{id}} during purge: n={:>6} p50 {:>6.2} ms  p99 {:>6.2} ms",
+        busy.len(),
+        percentile(&busy, 0.5),
+        percentile(&busy, 0.99)
+    );
+    state.db.pool.close().await;
+    Ok(())
+}
+
+fn timed(mut command: Command) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let status = command.status()?;
+    anyhow::ensure!(status.success(), "{command:?} failed");
+    Ok(started.elapsed())
+}
+
+async fn backup_bench() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let state = state(dir.path()).await?;
+    for batch in 0..20 {
+        let mut tx = state.db.begin().await?;
+        for i in 0..10_000 {
+            let event = AuditEvent::new("system", "bench.event", format!("item:{batch}:{i}"))
+                .detail(
+                    "text",
+                    "a realistic amount of audit detail for one event in the log",
+                );
+            audit::append(&mut tx, state.now(), &RequestMeta::default(), event).await?;
+        }
+        tx.commit().await?;
+    }
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&state.db.pool)
+        .await?;
+    let db_bytes = std::fs::metadata(dir.path().join("tp.db"))?.len() as f64;
+    let mb = db_bytes / 1_000_000.0;
+
+    let out = dir.path().join("b.tpbk");
+    let started = Instant::now();
+    trustplane::backup::create(&state, &out, "manual").await?;
+    let backup_time = started.elapsed();
+    let restored = dir.path().join("restored.db");
+    let started = Instant::now();
+    trustplane::backup::restore_sqlite(&out, &restored, &state.keyring)?;
+    let restore_time = started.elapsed();
+
+    // Baseline: sqlite3 .backup + openssl enc (AES-256-CTR), and the reverse.
+    let copy = dir.path().join("copy.db");
+    let mut sqlite = Command::new("sqlite3");
+    sqlite
+        .arg(dir.path().join("tp.db"))
+        .arg(format!(".backup '{}'", copy.display()));
+    let sqlite_time = timed(sqlite)?;
+    let mut enc = Command::new("openssl");
+    enc.args([
+        "enc",
+        "-aes-256-ctr",
+        "-pbkdf2",
+        "-pass",
+        "pass:bench",
+        "-in",
+    ])
+    .arg(&copy)
+    .arg("-out")
+    .arg(dir.path().join("copy.enc"));
+    let enc_time = timed(enc)?;
+    let mut dec = Command::new("openssl");
+    dec.args([
+        "enc",
+        "-d",
+        "-aes-256-ctr",
+        "-pbkdf2",
+        "-pass",
+        "pass:bench",
+        "-in",
+    ])
+    .arg(dir.path().join("copy.enc"))
+    .arg("-out")
+    .arg(dir.path().join("copy.dec"));
+    let dec_time = timed(dec)?;
+
+    println!("\n== backup and restore, SQLite database of {mb:.1} MB (200 000 audit events) ==");
+    let rate = |d: Duration| mb / d.as_secs_f64();
+    println!(
+        "trustplane backup create : {:>7.3} s  {:>7.1} MB/s",
+        backup_time.as_secs_f64(),
+        rate(backup_time)
+    );
+    println!(
+        "sqlite3 .backup + openssl enc: {:>7.3} s  {:>7.1} MB/s",
+        (sqlite_time + enc_time).as_secs_f64(),
+        rate(sqlite_time + enc_time)
+    );
+    println!(
+        "trustplane backup restore (verify + decrypt + rename): {:>7.3} s  {:>7.1} MB/s",
+        restore_time.as_secs_f64(),
+        rate(restore_time)
+    );
+    println!(
+        "openssl enc -d                  : {:>7.3} s  {:>7.1} MB/s",
+        dec_time.as_secs_f64(),
+        rate(dec_time)
+    );
+    state.db.pool.close().await;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench; anything else (filters) is ignored here.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        backup_bench().await?;
+        purge_bench().await
+    })
+}
