@@ -107,6 +107,23 @@ fn sqlite_path(url: &str) -> Option<String> {
     }
 }
 
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+pub fn escape_like(raw: &str) -> String {
+    raw.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// A case-insensitive "contains" pattern for `LOWER(column) LIKE $n ESCAPE '\'`; empty input
+/// gives an empty string, which the list queries read as "no filter".
+pub fn like_contains(query: &str) -> String {
+    if query.is_empty() {
+        String::new()
+    } else {
+        format!("%{}%", escape_like(&query.to_lowercase()))
+    }
+}
+
 /// Converts a stored 0/1 flag.
 pub fn flag(value: i32) -> bool {
     value != 0
@@ -144,6 +161,13 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_contains(""), "");
+        assert_eq!(like_contains("Ana_50%"), "%ana\\_50\\%%");
+        assert_eq!(escape_like("a\\b"), "a\\\\b");
+    }
 
     #[test]
     fn sqlite_paths_are_found_in_urls() {

@@ -244,15 +244,11 @@ pub struct AuditFilter {
 
 /// Newest-first page of rows matching `filter`.
 pub async fn list(db: &Db, filter: &AuditFilter) -> Result<Vec<AuditRow>, sqlx::Error> {
-    let actor_pattern = if filter.actor.is_empty() {
-        String::new()
-    } else {
-        format!("%{}%", escape_like(&filter.actor.to_lowercase()))
-    };
+    let actor_pattern = crate::db::like_contains(&filter.actor);
     let action_pattern = if filter.action.is_empty() {
         String::new()
     } else {
-        format!("{}%", escape_like(&filter.action))
+        format!("{}%", crate::db::escape_like(&filter.action))
     };
     let rows = sqlx::query(
         "SELECT seq, at, actor, action, target, outcome, client_ip, request_id, details, \
@@ -271,12 +267,6 @@ pub async fn list(db: &Db, filter: &AuditFilter) -> Result<Vec<AuditRow>, sqlx::
     .fetch_all(&db.pool)
     .await?;
     rows.iter().map(AuditRow::from_row).collect()
-}
-
-fn escape_like(raw: &str) -> String {
-    raw.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }
 
 /// The current chain head: number of rows and the last hash.

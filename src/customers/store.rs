@@ -141,18 +141,7 @@ pub async fn list(
     limit: i64,
     now: Millis,
 ) -> Result<(Vec<CustomerSummary>, i64), sqlx::Error> {
-    let pattern = if query.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "%{}%",
-            query
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    };
+    let pattern = crate::db::like_contains(query);
     let condition =
         "($1 = '' OR LOWER(name) LIKE $1 ESCAPE '\\' OR LOWER(contact_email) LIKE $1 ESCAPE '\\')";
     let total: i64 = sqlx::query(&format!(

@@ -295,19 +295,7 @@ pub struct StaffSummary {
 
 /// A page of accounts matching `filter`, and how many match in all.
 pub async fn list(db: &Db, filter: &StaffFilter) -> Result<(Vec<StaffSummary>, i64), sqlx::Error> {
-    let pattern = if filter.query.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "%{}%",
-            filter
-                .query
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    };
+    let pattern = crate::db::like_contains(&filter.query);
     let conditions = "($1 = '' OR LOWER(email) LIKE $1 ESCAPE '\\' \
                           OR LOWER(display_name) LIKE $1 ESCAPE '\\') \
          AND ($2 = '' OR id IN (SELECT staff_id FROM staff_roles WHERE role = $2)) \
