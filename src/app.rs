@@ -44,6 +44,8 @@ pub struct App {
     pub tls: bool,
     /// Short-lived cache of API key lookups.
     pub key_cache: crate::keys::verify::KeyCache,
+    /// API requests counted per key, written in batches.
+    pub key_usage: Arc<crate::keys::usage::UsageTally>,
     /// Encrypted image storage.
     pub blobs: crate::blobs::BlobStore,
     /// Bounded image analysis (worker processes or threads).

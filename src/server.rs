@@ -39,6 +39,7 @@ pub async fn build_state(
         analyzer,
         demo_limiter,
         key_cache: crate::keys::verify::KeyCache::default(),
+        key_usage: Default::default(),
         blobs,
         config,
         db,
@@ -163,6 +164,8 @@ pub struct Running {
     pub addr: SocketAddr,
     pub handle: axum_server::Handle,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Writes API usage tallies in the background.
+    pub usage_flusher: tokio::task::JoinHandle<()>,
 }
 
 /// Binds `listen` and serves `state` in the background.
@@ -184,7 +187,13 @@ pub async fn start(state: AppState, listen: SocketAddr) -> anyhow::Result<Runnin
         let server = axum_server::from_tcp(listener).handle(handle.clone());
         tokio::spawn(server.serve(service))
     };
-    Ok(Running { addr, handle, task })
+    let usage_flusher = state.key_usage.clone().spawn_flusher(state.db.clone());
+    Ok(Running {
+        addr,
+        handle,
+        task,
+        usage_flusher,
+    })
 }
 
 /// `trustplane serve`.
@@ -224,6 +233,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .handle
         .graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     running.task.await??;
+    running.usage_flusher.abort();
+    if let Err(err) = state.key_usage.flush(&state.db).await {
+        tracing::error!(error = %err, "API usage counts of the last second could not be written");
+    }
     state.db.pool.close().await;
     Ok(())
 }

@@ -49,18 +49,15 @@ impl FromRequestParts<AppState> for ApiKey {
     }
 }
 
-/// Counts a request against its key, then passes the result through. Counting problems are
-/// logged, never turned into a failed request.
-pub async fn counted<T>(
+/// Counts a request against its key (in memory; written in batches), then passes the
+/// result through.
+pub fn counted<T>(
     state: &AppState,
     key: &ApiKey,
     result: Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let failed = result.is_err();
-    if let Err(err) =
-        crate::keys::store::record_use(&state.db, &key.0.id, state.now(), failed).await
-    {
-        tracing::warn!(error = %err, "could not count API request");
-    }
+    state
+        .key_usage
+        .record(&key.0.id, state.now(), result.is_err());
     result
 }

@@ -105,7 +105,7 @@ pub async fn detect_post(
         detect_and_store(&state, owner, req).await
     }
     .await;
-    counted(&state, &key, result).await.map(Json)
+    counted(&state, &key, result).map(Json)
 }
 
 /// Whose image it is and how long it may be kept.

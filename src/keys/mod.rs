@@ -6,6 +6,7 @@ pub mod format;
 pub mod model;
 pub mod pages;
 pub mod store;
+pub mod usage;
 pub mod verify;
 
 use sqlx::AnyConnection;

@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Executor, Row};
 
-use crate::clock::{HOUR, Millis};
+use crate::clock::Millis;
 use crate::db::Db;
 
 /// A stored key with its customer's name.
@@ -186,35 +186,6 @@ pub async fn mark_expiry_audited(conn: &mut AnyConnection, id: &str) -> Result<b
             .execute(conn)
             .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// Counts one request against a key: total, last use, and the hourly bucket that anomaly
-/// detection reads.
-pub async fn record_use(
-    db: &Db,
-    key_id: &str,
-    now: Millis,
-    failed: bool,
-) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    sqlx::query(
-        "UPDATE api_keys SET request_count = request_count + 1, last_used_at = $1 WHERE id = $2",
-    )
-    .bind(now)
-    .bind(key_id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO api_usage (key_id, hour_start, requests, errors) VALUES ($1, $2, 1, $3) \
-         ON CONFLICT (key_id, hour_start) DO UPDATE SET requests = api_usage.requests + 1, \
-         errors = api_usage.errors + $3",
-    )
-    .bind(key_id)
-    .bind(now - now.rem_euclid(HOUR))
-    .bind(i64::from(failed))
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
 }
 
 /// Filters for the key inventory; empty means any.

@@ -125,6 +125,8 @@ async fn a_key_detects_the_face_in_a_fixture_and_none_in_coffee(backend: Backend
         .unwrap();
     assert_eq!(multipart.status(), 200);
 
+    // Counts are tallied in memory and written in batches.
+    app.state.key_usage.flush(&app.state.db).await.unwrap();
     let counted = app
         .count(&format!(
             "SELECT request_count FROM api_keys WHERE id = '{key_id}'"
@@ -139,6 +141,63 @@ async fn a_key_detects_the_face_in_a_fixture_and_none_in_coffee(backend: Backend
     assert_eq!(hourly, 4);
 }
 both_backends!(a_key_detects_the_face_in_a_fixture_and_none_in_coffee);
+
+/// Request counts are kept in memory and written in batches; a write that fails keeps them
+/// for the next one, so an outage delays counts but loses none. (A tally of its own, so the
+/// server's background flusher cannot race the test.)
+async fn usage_counts_survive_a_failed_write(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let customer = app.create_customer("Acme", "live", 30).await;
+    let (key_id, _key) = app.issue_key(&customer, "faces:detect,images:read").await;
+    let tally = trustplane::keys::usage::UsageTally::default();
+    // Four requests within one hour: one (key, hour) tally.
+    let clock_now = app.state.now();
+    let now = clock_now - clock_now.rem_euclid(trustplane::clock::HOUR) + 10_000;
+    tally.record(&key_id, now - 2_000, false);
+    tally.record(&key_id, now, true);
+    tally.record(&key_id, now - 1_000, true);
+
+    let db = &app.state.db;
+    sqlx::query("ALTER TABLE api_usage RENAME TO api_usage_away")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert!(tally.flush(db).await.is_err());
+    assert_eq!(tally.pending(), 1, "the tally is kept");
+    let written = app
+        .count(&format!(
+            "SELECT request_count FROM api_keys WHERE id = '{key_id}'"
+        ))
+        .await;
+    assert_eq!(written, 0, "the failed write changed nothing");
+
+    sqlx::query("ALTER TABLE api_usage_away RENAME TO api_usage")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    tally.record(&key_id, now - 3_000, false);
+    assert_eq!(tally.flush(db).await.unwrap(), 4);
+    assert_eq!(tally.pending(), 0);
+    let counted = app
+        .count(&format!(
+            "SELECT request_count FROM api_keys WHERE id = '{key_id}'"
+        ))
+        .await;
+    assert_eq!(counted, 4);
+    let errors = app
+        .count(&format!(
+            "SELECT CAST(SUM(errors) AS BIGINT) FROM api_usage WHERE key_id = '{key_id}'"
+        ))
+        .await;
+    assert_eq!(errors, 2);
+    let last_used = app
+        .count(&format!(
+            "SELECT last_used_at FROM api_keys WHERE id = '{key_id}'"
+        ))
+        .await;
+    assert_eq!(last_used, now, "the latest use wins, whatever the order");
+}
+both_backends!(usage_counts_survive_a_failed_write);
 
 /// A JPEG of the astronaut with an EXIF segment carrying a GPS block spliced in after SOI.
 pub fn jpeg_with_gps() -> Vec<u8> {
