@@ -94,6 +94,9 @@ pub struct Config {
     pub mail_from: String,
     /// Scheduled backup files to keep (older ones are deleted).
     pub backup_keep: usize,
+    /// Days a full client address stays in the audit log before the retention purge cuts it
+    /// down to its network (IPv4 /24, IPv6 /48).
+    pub audit_ip_retention_days: i64,
 }
 
 impl std::fmt::Debug for Config {
@@ -150,6 +153,7 @@ impl Default for Config {
             smtp_password: String::new(),
             mail_from: "trustplane <trustplane@localhost>".into(),
             backup_keep: 14,
+            audit_ip_retention_days: 30,
         }
     }
 }
@@ -241,6 +245,7 @@ impl Config {
             ("lockout_ip_failures", self.lockout_ip_failures),
             ("lockout_minutes", self.lockout_minutes),
             ("setup_link_hours", self.setup_link_hours),
+            ("audit_ip_retention_days", self.audit_ip_retention_days),
         ];
         for (key, value) in positive {
             if value <= 0 {

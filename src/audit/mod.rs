@@ -11,7 +11,16 @@ use sqlx::{AnyConnection, Row};
 use crate::clock::Millis;
 use crate::db::Db;
 
+pub mod client_ip;
 pub mod pages;
+
+/// Columns read back for browsing and verification.
+const ROW_COLUMNS: &str = "seq, at, actor, action, target, outcome, client_ip, client_net, \
+     ip_salt, ip_commitment, request_id, details, chain_version, prev_hash, hash";
+
+/// Rows written now hash the client's network and an IP commitment (see [`client_ip`]);
+/// version 1 rows hashed the address itself and keep it.
+const CHAIN_VERSION: i64 = 2;
 
 /// The hash that precedes the first row.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -111,28 +120,77 @@ pub struct AuditRow {
     pub action: String,
     pub target: String,
     pub outcome: String,
+    /// The full client address until it is minimised (then `None`).
     pub client_ip: Option<String>,
+    /// The client's network, kept for the life of the row (version 2).
+    pub client_net: Option<String>,
+    pub ip_salt: Option<String>,
+    pub ip_commitment: Option<String>,
     pub request_id: Option<String>,
     pub details: String,
+    pub chain_version: i64,
     pub prev_hash: String,
     pub hash: String,
 }
 
 impl AuditRow {
-    /// The exact bytes that are hashed: a JSON array of every field but the hashes.
+    /// The exact bytes that are hashed: a JSON array of every field but the hashes (and, from
+    /// version 2, but the erasable address and salt).
     fn canonical(&self) -> String {
+        if self.chain_version == 1 {
+            return serde_json::json!([
+                self.seq,
+                self.at,
+                self.actor,
+                self.action,
+                self.target,
+                self.outcome,
+                self.client_ip,
+                self.request_id,
+                self.details
+            ])
+            .to_string();
+        }
         serde_json::json!([
+            self.chain_version,
             self.seq,
             self.at,
             self.actor,
             self.action,
             self.target,
             self.outcome,
-            self.client_ip,
+            self.client_net,
+            self.ip_commitment,
             self.request_id,
             self.details
         ])
         .to_string()
+    }
+
+    /// For version 2 rows that still hold the address: does it match what the hash covers?
+    fn address_problem(&self) -> Option<&'static str> {
+        if self.chain_version == 1 {
+            return None;
+        }
+        let ip = self.client_ip.as_deref()?;
+        let (Some(salt), Some(commitment)) = (&self.ip_salt, &self.ip_commitment) else {
+            return Some("client address present without its commitment");
+        };
+        if client_ip::commitment(salt, ip) != *commitment {
+            return Some("client address does not match its commitment");
+        }
+        if client_ip::network_of(ip) != self.client_net {
+            return Some("client address does not match its network");
+        }
+        None
+    }
+
+    /// The address to show: the full one while kept, else the network.
+    pub fn shown_ip(&self) -> String {
+        self.client_ip
+            .clone()
+            .or_else(|| self.client_net.clone())
+            .unwrap_or_default()
     }
 
     fn compute_hash(&self) -> String {
@@ -148,8 +206,12 @@ impl AuditRow {
             target: row.try_get("target")?,
             outcome: row.try_get("outcome")?,
             client_ip: row.try_get("client_ip")?,
+            client_net: row.try_get("client_net")?,
+            ip_salt: row.try_get("ip_salt")?,
+            ip_commitment: row.try_get("ip_commitment")?,
             request_id: row.try_get("request_id")?,
             details: row.try_get("details")?,
+            chain_version: row.try_get("chain_version")?,
             prev_hash: row.try_get("prev_hash")?,
             hash: row.try_get("hash")?,
         })
@@ -179,6 +241,7 @@ pub async fn append(
             .await?;
     let seq: i64 = head.try_get("seq")?;
     let prev_hash: String = head.try_get("head_hash")?;
+    let stored_ip = meta.client_ip.as_deref().map(client_ip::StoredIp::new);
     let mut row = AuditRow {
         seq,
         at,
@@ -186,16 +249,21 @@ pub async fn append(
         action: event.action.to_owned(),
         target: event.target,
         outcome: event.outcome.as_str().to_owned(),
-        client_ip: meta.client_ip.clone(),
+        client_ip: stored_ip.as_ref().map(|ip| ip.client_ip.clone()),
+        client_net: stored_ip.as_ref().and_then(|ip| ip.network.clone()),
+        ip_salt: stored_ip.as_ref().map(|ip| ip.salt.clone()),
+        ip_commitment: stored_ip.as_ref().map(|ip| ip.commitment.clone()),
         request_id: meta.request_id.clone(),
         details: scrub(event.details).to_string(),
+        chain_version: CHAIN_VERSION,
         prev_hash,
         hash: String::new(),
     };
     row.hash = row.compute_hash();
     sqlx::query(
-        "INSERT INTO audit_log (seq, at, actor, action, target, outcome, client_ip, request_id, \
-         details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO audit_log (seq, at, actor, action, target, outcome, client_ip, client_net, \
+         ip_salt, ip_commitment, request_id, details, chain_version, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(row.seq)
     .bind(row.at)
@@ -204,8 +272,12 @@ pub async fn append(
     .bind(&row.target)
     .bind(&row.outcome)
     .bind(&row.client_ip)
+    .bind(&row.client_net)
+    .bind(&row.ip_salt)
+    .bind(&row.ip_commitment)
     .bind(&row.request_id)
     .bind(&row.details)
+    .bind(row.chain_version)
     .bind(&row.prev_hash)
     .bind(&row.hash)
     .execute(&mut *conn)
@@ -231,6 +303,31 @@ pub async fn append_alone(
     Ok(seq)
 }
 
+/// Erases the full client address and its salt from version 2 rows written before `before`,
+/// keeping the network and the commitment the hash covers. Works in batches; returns how
+/// many rows it changed.
+pub async fn minimise_client_ips(db: &Db, before: Millis) -> Result<i64, sqlx::Error> {
+    const BATCH: i64 = 1_000;
+    let mut erased = 0;
+    loop {
+        let done = sqlx::query(
+            "UPDATE audit_log SET client_ip = NULL, ip_salt = NULL WHERE seq IN (\
+             SELECT seq FROM audit_log WHERE client_ip IS NOT NULL AND chain_version = 2 \
+             AND at < $1 LIMIT $2)",
+        )
+        .bind(before)
+        .bind(BATCH)
+        .execute(&db.pool)
+        .await?
+        .rows_affected();
+        erased += i64::try_from(done).unwrap_or(i64::MAX);
+        if done < BATCH.unsigned_abs() {
+            return Ok(erased);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Filters for browsing the log; empty strings mean "any".
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -250,15 +347,14 @@ pub async fn list(db: &Db, filter: &AuditFilter) -> Result<Vec<AuditRow>, sqlx::
     } else {
         format!("{}%", crate::db::escape_like(&filter.action))
     };
-    let rows = sqlx::query(
-        "SELECT seq, at, actor, action, target, outcome, client_ip, request_id, details, \
-         prev_hash, hash FROM audit_log \
+    let rows = sqlx::query(&format!(
+        "SELECT {ROW_COLUMNS} FROM audit_log \
          WHERE seq < $1 \
            AND ($2 = '' OR LOWER(actor) LIKE $2 ESCAPE '\\') \
            AND ($3 = '' OR action LIKE $3 ESCAPE '\\') \
            AND ($4 = '' OR outcome = $4) \
-         ORDER BY seq DESC LIMIT $5",
-    )
+         ORDER BY seq DESC LIMIT $5"
+    ))
     .bind(filter.before_seq.unwrap_or(i64::MAX))
     .bind(actor_pattern)
     .bind(action_pattern)
@@ -302,10 +398,9 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
     let mut expected_seq = 1_i64;
     let mut checked = 0_i64;
     loop {
-        let rows = sqlx::query(
-            "SELECT seq, at, actor, action, target, outcome, client_ip, request_id, details, \
-             prev_hash, hash FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {ROW_COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2"
+        ))
         .bind(expected_seq)
         .bind(BATCH)
         .fetch_all(&db.pool)
@@ -320,7 +415,7 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
             } else if row.compute_hash() != row.hash {
                 Some("content does not match its hash".to_owned())
             } else {
-                None
+                row.address_problem().map(str::to_owned)
             };
             if let Some(problem) = problem {
                 let bad_seq = expected_seq.min(row.seq);
@@ -386,8 +481,12 @@ mod tests {
             target: "t".into(),
             outcome: "success".into(),
             client_ip: None,
+            client_net: Some("203.0.113.0/24".into()),
+            ip_salt: None,
+            ip_commitment: Some("c".repeat(64)),
             request_id: None,
             details: "{}".into(),
+            chain_version: CHAIN_VERSION,
             prev_hash: GENESIS_HASH.into(),
             hash: String::new(),
         };
@@ -395,6 +494,20 @@ mod tests {
         let mut changed = row.clone();
         changed.outcome = "failure".into();
         assert_ne!(original, changed.compute_hash());
+        let mut moved = row.clone();
+        moved.client_net = Some("198.51.100.0/24".into());
+        assert_ne!(original, moved.compute_hash());
+        let mut recommitted = row.clone();
+        recommitted.ip_commitment = Some("d".repeat(64));
+        assert_ne!(original, recommitted.compute_hash());
+        let mut erasable = row.clone();
+        erasable.client_ip = Some("203.0.113.9".into());
+        erasable.ip_salt = Some("s".into());
+        assert_eq!(
+            original,
+            erasable.compute_hash(),
+            "the address and salt can be erased without breaking the chain"
+        );
         let mut relinked = row;
         relinked.prev_hash = "1".repeat(64);
         assert_ne!(original, relinked.compute_hash());

@@ -107,13 +107,13 @@ async fn audit_list_get(
     let rows = rows
         .into_iter()
         .map(|r| AuditRowView {
+            client_ip: r.shown_ip(),
             seq: r.seq,
             at: format_ms_precise(r.at),
             actor: r.actor,
             action: r.action,
             target: r.target,
             outcome: r.outcome,
-            client_ip: r.client_ip.unwrap_or_default(),
             request_id: r.request_id.unwrap_or_default(),
             details: if r.details == "{}" {
                 String::new()

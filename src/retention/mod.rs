@@ -28,6 +28,8 @@ pub struct PurgeReport {
     pub orphans_removed: i64,
     pub sessions_removed: i64,
     pub links_removed: i64,
+    /// Audit rows whose full client address was cut down to its network.
+    pub client_ips_erased: i64,
     pub duration_ms: i64,
     pub oldest_production_age_ms: Option<Millis>,
     pub oldest_demo_age_ms: Option<Millis>,
@@ -68,6 +70,11 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
         tokio::task::yield_now().await;
     }
     report.orphans_removed = sweep_orphans(state, now).await?;
+    report.client_ips_erased = crate::audit::minimise_client_ips(
+        &state.db,
+        now - state.config.audit_ip_retention_days * crate::clock::DAY,
+    )
+    .await?;
     let mut tx = state.db.begin().await?;
     report.sessions_removed = i64::try_from(
         sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
@@ -96,8 +103,8 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
     report.duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     sqlx::query(
         "INSERT INTO purge_ledger (run_id, at, production_deleted, demo_deleted, bytes_deleted, \
-         orphans_removed, duration_ms, oldest_production_age_ms, oldest_demo_age_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         orphans_removed, duration_ms, oldest_production_age_ms, oldest_demo_age_ms, \
+         client_ips_erased) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(run_id)
     .bind(now)
@@ -108,6 +115,7 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
     .bind(report.duration_ms)
     .bind(report.oldest_production_age_ms)
     .bind(report.oldest_demo_age_ms)
+    .bind(report.client_ips_erased)
     .execute(&mut *tx)
     .await?;
     crate::audit::append(
@@ -117,7 +125,8 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
         crate::audit::AuditEvent::new("system", "retention.purge", format!("run:{run_id}"))
             .detail("production_deleted", report.production_deleted)
             .detail("demo_deleted", report.demo_deleted)
-            .detail("orphans_removed", report.orphans_removed),
+            .detail("orphans_removed", report.orphans_removed)
+            .detail("client_ips_erased", report.client_ips_erased),
     )
     .await?;
     tx.commit().await?;

@@ -185,3 +185,110 @@ async fn audit_page_filters_and_pages_and_hides_secrets(backend: Backend) {
     assert!(!text.contains(PASSWORD));
 }
 both_backends!(audit_page_filters_and_pages_and_hides_secrets);
+
+async fn client_addresses_are_cut_to_their_network_after_the_window_and_the_chain_still_verifies(
+    backend: Backend,
+) {
+    use trustplane::clock::DAY;
+    let app = spawn_app(backend).await;
+    let db = &app.state.db;
+    let from = |ip: &str| RequestMeta {
+        client_ip: Some(ip.into()),
+        request_id: None,
+    };
+    for ip in ["203.0.113.77", "2001:db8:abcd:12::1"] {
+        let event = AuditEvent::new("anonymous", "auth.login", "staff:x")
+            .outcome(trustplane::audit::Outcome::Failure);
+        audit::append_alone(db, app.state.now(), &from(ip), event)
+            .await
+            .unwrap();
+    }
+    let kept = |net: &'static str| {
+        format!(
+            "SELECT COUNT(*) FROM audit_log WHERE client_net = '{net}' AND client_ip IS NOT NULL AND ip_salt IS NOT NULL"
+        )
+    };
+    assert_eq!(app.count(&kept("203.0.113.0/24")).await, 1);
+    assert_eq!(app.count(&kept("2001:db8:abcd::/48")).await, 1);
+
+    // The database lets nobody change an address, or erase anything but address and salt.
+    for edit in [
+        "UPDATE audit_log SET client_ip = '198.51.100.1' WHERE client_net = '203.0.113.0/24'",
+        "UPDATE audit_log SET client_ip = NULL, ip_salt = NULL, client_net = NULL \
+         WHERE client_net = '203.0.113.0/24'",
+        "UPDATE audit_log SET client_ip = NULL, ip_salt = NULL, details = '{\"x\":1}' \
+         WHERE client_net = '203.0.113.0/24'",
+    ] {
+        assert!(sqlx::query(edit).execute(&db.pool).await.is_err(), "{edit}");
+    }
+
+    let purge = |app: &TestApp| {
+        let state = app.state.clone();
+        async move {
+            let scheduler = trustplane::jobs::Scheduler::new(state).unwrap();
+            let summary = scheduler.run_now("retention_purge").await.unwrap();
+            assert!(summary.ok, "{:?}", summary.error);
+            summary.counts["client_ips_erased"].as_i64().unwrap()
+        }
+    };
+    // Within the 30-day window nothing is erased.
+    app.clock.advance(29 * DAY);
+    assert_eq!(purge(&app).await, 0);
+    let recent = AuditEvent::new("anonymous", "auth.login", "staff:y");
+    audit::append_alone(db, app.state.now(), &from("198.51.100.9"), recent)
+        .await
+        .unwrap();
+
+    // Past it, the two old addresses are cut to their networks; the recent one stays.
+    app.clock.advance(2 * DAY);
+    assert_eq!(purge(&app).await, 2);
+    assert_eq!(app.count(&kept("203.0.113.0/24")).await, 0);
+    assert_eq!(app.count(&kept("2001:db8:abcd::/48")).await, 0);
+    assert_eq!(app.count(&kept("198.51.100.0/24")).await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_log WHERE client_net = '203.0.113.0/24'")
+            .await,
+        1,
+        "the network stays"
+    );
+    assert_eq!(
+        app.count("SELECT CAST(SUM(client_ips_erased) AS BIGINT) FROM purge_ledger")
+            .await,
+        2,
+        "the ledger counts erased addresses"
+    );
+    let result = audit::verify(db).await.unwrap();
+    assert!(result.ok(), "{result:?}");
+    assert!(run_verify(&app).status.success());
+
+    // The audit page shows the network where the address is gone.
+    let (admin, _) = app.logged_in_as(Role::Admin).await;
+    let page = app
+        .get(&admin, "/audit?action=auth.login")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("203.0.113.0/24"), "{page}");
+    assert!(!page.contains("203.0.113.77"));
+    assert!(page.contains("198.51.100.9"));
+
+    // With the guard switched off, swapping a kept address for another is still detected.
+    let disable = match backend {
+        Backend::Sqlite => "DROP TRIGGER audit_log_no_update",
+        Backend::Postgres => "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update",
+    };
+    sqlx::query(disable).execute(&db.pool).await.unwrap();
+    sqlx::query(
+        "UPDATE audit_log SET client_ip = '198.51.100.10' WHERE client_ip = '198.51.100.9'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let result = audit::verify(db).await.unwrap();
+    let (_, problem) = result.first_bad.expect("swap detected");
+    assert!(problem.contains("commitment"), "{problem}");
+}
+both_backends!(
+    client_addresses_are_cut_to_their_network_after_the_window_and_the_chain_still_verifies
+);
