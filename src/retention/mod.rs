@@ -7,6 +7,7 @@
 //! error). Blobs that no record owns (a crash between writing a blob and inserting its
 //! record) are removed by the orphan sweep once they are older than [`ORPHAN_GRACE`].
 
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -16,6 +17,8 @@ use crate::customers::{MAX_DEMO_RETENTION_DAYS, MAX_PRODUCTION_RETENTION_DAYS};
 
 /// Images deleted per batch; the purge yields between batches so the API keeps answering.
 pub const BATCH: i64 = 500;
+/// Blob deletions in flight at once (local files or object-store requests).
+const BLOB_DELETES_AT_ONCE: usize = 16;
 /// A blob without a record is left alone this long (an upload may be between its two writes).
 pub const ORPHAN_GRACE: Millis = 15 * MINUTE;
 
@@ -35,6 +38,14 @@ pub struct PurgeReport {
     pub oldest_demo_age_ms: Option<Millis>,
 }
 
+/// An expired image picked for deletion.
+struct Expired {
+    id: String,
+    demo: bool,
+    blob_key: Option<String>,
+    byte_size: i64,
+}
+
 /// Deletes everything past its expiry, sweeps orphans, and writes the ledger row.
 pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport> {
     let started = std::time::Instant::now();
@@ -51,22 +62,41 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
         if rows.is_empty() {
             break;
         }
-        for row in &rows {
-            let id: String = row.try_get("id")?;
-            let blob_key: Option<String> = row.try_get("blob_key")?;
-            if let Some(key) = &blob_key {
-                state.blobs.delete(key).await?;
-                report.bytes_deleted += row.try_get::<i64, _>("byte_size")?;
-            }
-            let mut conn = state.db.pool.acquire().await?;
-            if crate::images::delete(&mut conn, &id).await? {
-                if row.try_get::<String, _>("kind")? == "demo" {
+        let batch = rows
+            .iter()
+            .map(|row| {
+                Ok::<_, sqlx::Error>(Expired {
+                    id: row.try_get("id")?,
+                    demo: row.try_get::<String, _>("kind")? == "demo",
+                    blob_key: row.try_get("blob_key")?,
+                    byte_size: row.try_get("byte_size")?,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Every blob of the batch is gone before any of its records.
+        let deletions: Vec<_> = batch
+            .iter()
+            .filter_map(|image| image.blob_key.as_ref())
+            .map(|key| state.blobs.delete(key))
+            .collect();
+        futures_util::stream::iter(deletions)
+            .buffer_unordered(BLOB_DELETES_AT_ONCE)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let mut tx = state.db.begin().await?;
+        for image in &batch {
+            if crate::images::delete(&mut tx, &image.id).await? {
+                if image.demo {
                     report.demo_deleted += 1;
                 } else {
                     report.production_deleted += 1;
                 }
+                if image.blob_key.is_some() {
+                    report.bytes_deleted += image.byte_size;
+                }
             }
         }
+        tx.commit().await?;
         tokio::task::yield_now().await;
     }
     report.orphans_removed = sweep_orphans(state, now).await?;
@@ -135,20 +165,37 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
 
 /// Removes blobs that no image record points at and that are older than the grace period.
 async fn sweep_orphans(state: &AppState, now: Millis) -> anyhow::Result<i64> {
+    let candidates: Vec<String> = state
+        .blobs
+        .list()
+        .await?
+        .into_iter()
+        .filter(|(_, modified)| now - modified >= ORPHAN_GRACE)
+        .map(|(key, _)| key)
+        .collect();
     let mut removed = 0;
-    for (key, modified) in state.blobs.list().await? {
-        if now - modified < ORPHAN_GRACE {
-            continue;
+    // Ownership is looked up a chunk at a time, not a query per blob.
+    for chunk in candidates.chunks(BATCH.unsigned_abs() as usize) {
+        let placeholders = (1..=chunk.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT blob_key FROM images WHERE blob_key IN ({placeholders})");
+        let mut query = sqlx::query(&sql);
+        for key in chunk {
+            query = query.bind(key.as_str());
         }
-        let owned = sqlx::query("SELECT 1 AS one FROM images WHERE blob_key = $1")
-            .bind(&key)
-            .fetch_optional(&state.db.pool)
+        let owned: std::collections::HashSet<String> = query
+            .fetch_all(&state.db.pool)
             .await?
-            .is_some();
-        if !owned {
-            state.blobs.delete(&key).await?;
+            .iter()
+            .map(|row| row.try_get("blob_key"))
+            .collect::<Result<_, _>>()?;
+        for key in chunk.iter().filter(|key| !owned.contains(*key)) {
+            state.blobs.delete(key).await?;
             removed += 1;
         }
+        tokio::task::yield_now().await;
     }
     Ok(removed)
 }
