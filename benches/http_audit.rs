@@ -28,7 +28,7 @@ const WRK_TIMEOUT_SECONDS: u32 = 30;
 const SERIAL: usize = 41;
 
 /// The URLs measured, the first being the baseline.
-const TARGETS: [(&str, &str); 5] = [
+const TARGETS: [(&str, &str); 7] = [
     ("/healthz", "baseline: public, no session, no database"),
     ("/", "dashboard: session lookup + status queries"),
     ("/audit", "audit log, newest 50 of 100 000"),
@@ -36,6 +36,14 @@ const TARGETS: [(&str, &str); 5] = [
     (
         "/audit?actor=nobody",
         "audit log, actor filter that matches nothing",
+    ),
+    (
+        "/audit?actor=user7%40",
+        "audit log, actor filter matching one actor (2 500 events)",
+    ),
+    (
+        "/audit?actor=staff%3Auser",
+        "audit log, actor filter matching all 40 staff actors",
     ),
 ];
 
@@ -274,6 +282,8 @@ async fn measure(db: &BenchDb, seconds: u32) -> anyhow::Result<()> {
         "100000 events.",
         "<td>49999</td>",
         "No events match these filters.",
+        "staff:user7@example.com",
+        "staff:user39@example.com",
     ];
     let mut sizes = Vec::new();
     for ((path, _), needle) in TARGETS.iter().zip(needles) {

@@ -286,6 +286,10 @@ pub async fn append(
         .bind(&row.hash)
         .execute(&mut *conn)
         .await?;
+    sqlx::query("INSERT INTO audit_actors (actor) VALUES ($1) ON CONFLICT (actor) DO NOTHING")
+        .bind(&row.actor)
+        .execute(&mut *conn)
+        .await?;
     Ok(seq)
 }
 
@@ -339,29 +343,64 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+/// Most actors an actor filter may match; a broader filter shows the first ones.
+const MAX_MATCHED_ACTORS: i64 = 100;
+
 /// Newest-first page of rows matching `filter`.
+///
+/// The actor filter ("contains", case-insensitive) is resolved against the small
+/// `audit_actors` table first, so the page query walks the `(actor, seq)` index for those
+/// actors instead of scanning the whole log. Only the conditions in use are in the SQL, so
+/// PostgreSQL's plans fit the filter at hand.
 pub async fn list(db: &Db, filter: &AuditFilter) -> Result<Vec<AuditRow>, sqlx::Error> {
-    let actor_pattern = crate::db::like_contains(&filter.actor);
-    let action_pattern = if filter.action.is_empty() {
-        String::new()
+    let actors = if filter.actor.is_empty() {
+        None
     } else {
-        format!("{}%", crate::db::escape_like(&filter.action))
+        let matched: Vec<String> = sqlx::query(
+            "SELECT actor FROM audit_actors WHERE LOWER(actor) LIKE $1 ESCAPE '\\' \
+             ORDER BY actor LIMIT $2",
+        )
+        .bind(crate::db::like_contains(&filter.actor))
+        .bind(MAX_MATCHED_ACTORS)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|row| row.try_get("actor"))
+        .collect::<Result<_, _>>()?;
+        if matched.is_empty() {
+            return Ok(Vec::new());
+        }
+        Some(matched)
     };
-    let rows = sqlx::query(&format!(
-        "SELECT {ROW_COLUMNS} FROM audit_log \
-         WHERE seq < $1 \
-           AND ($2 = '' OR LOWER(actor) LIKE $2 ESCAPE '\\') \
-           AND ($3 = '' OR action LIKE $3 ESCAPE '\\') \
-           AND ($4 = '' OR outcome = $4) \
-         ORDER BY seq DESC LIMIT $5"
-    ))
-    .bind(filter.before_seq.unwrap_or(i64::MAX))
-    .bind(actor_pattern)
-    .bind(action_pattern)
-    .bind(&filter.outcome)
-    .bind(filter.limit)
-    .fetch_all(&db.pool)
-    .await?;
+    let mut sql = format!("SELECT {ROW_COLUMNS} FROM audit_log WHERE seq < $1");
+    let mut next = 2;
+    let mut placeholder = || {
+        next += 1;
+        format!("${}", next - 1)
+    };
+    if let Some(actors) = &actors {
+        let list: Vec<String> = actors.iter().map(|_| placeholder()).collect();
+        sql.push_str(&format!(" AND actor IN ({})", list.join(", ")));
+    }
+    if !filter.action.is_empty() {
+        sql.push_str(&format!(" AND action LIKE {} ESCAPE '\\'", placeholder()));
+    }
+    if !filter.outcome.is_empty() {
+        sql.push_str(&format!(" AND outcome = {}", placeholder()));
+    }
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", placeholder()));
+
+    let mut query = sqlx::query(&sql).bind(filter.before_seq.unwrap_or(i64::MAX));
+    for actor in actors.iter().flatten() {
+        query = query.bind(actor.as_str());
+    }
+    if !filter.action.is_empty() {
+        query = query.bind(format!("{}%", crate::db::escape_like(&filter.action)));
+    }
+    if !filter.outcome.is_empty() {
+        query = query.bind(filter.outcome.as_str());
+    }
+    let rows = query.bind(filter.limit).fetch_all(&db.pool).await?;
     rows.iter().map(AuditRow::from_row).collect()
 }
 
