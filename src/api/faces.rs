@@ -58,7 +58,8 @@ pub struct DetectResponse {
     pub height: u32,
     pub faces: Vec<FaceBox>,
     pub quality: QualityMeasures,
-    /// Time spent on this request end to end, in milliseconds.
+    /// Decode + detection time, in milliseconds (the same figure `GET /v1/images/{id}`
+    /// returns later).
     pub processing_ms: f64,
     /// When the stored copy will be deleted (RFC 3339), or null when the image was not kept.
     pub retained_until: Option<String>,
@@ -139,7 +140,6 @@ pub async fn detect_and_store(
     owner: Owner,
     req: Request,
 ) -> Result<DetectResponse, ApiError> {
-    let started = std::time::Instant::now();
     let (bytes, declared) = read_image(state, req).await?;
     let analysis = state
         .analyzer
@@ -165,11 +165,11 @@ pub async fn detect_and_store(
     } else {
         (None, None, now + record_lifetime(owner.kind))
     };
-    let response = to_response(&image_id, &analysis, started, retained_until);
+    let response = to_response(&image_id, &analysis, retained_until);
     let result = DetectionResult {
         faces: response.faces.clone(),
         quality: response.quality.clone(),
-        processing_ms: analysis.decode_ms + analysis.detect_ms,
+        processing_ms: response.processing_ms,
     };
     let record = ImageRecord {
         id: image_id,
@@ -220,7 +220,6 @@ pub fn rfc3339(ms: Millis) -> String {
 fn to_response(
     image_id: &str,
     analysis: &Analysis,
-    started: std::time::Instant,
     retained_until: Option<Millis>,
 ) -> DetectResponse {
     DetectResponse {
@@ -244,7 +243,7 @@ fn to_response(
             sharpness: analysis.quality.sharpness,
             largest_face_ratio: analysis.quality.largest_face_ratio,
         },
-        processing_ms: started.elapsed().as_secs_f64() * 1000.0,
+        processing_ms: analysis.decode_ms + analysis.detect_ms,
         retained_until: retained_until.map(rfc3339),
     }
 }

@@ -99,6 +99,11 @@ async fn a_key_detects_the_face_in_a_fixture_and_none_in_coffee(backend: Backend
         .unwrap();
     assert_eq!(fetched["faces"], body["faces"]);
     assert_eq!(fetched["stored"], true);
+    assert!(body["processing_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        fetched["processing_ms"], body["processing_ms"],
+        "the answer and the stored result report the same time"
+    );
 
     let coffee: serde_json::Value = detect(&app, Some(&key), "image/png", COFFEE.to_vec())
         .await
