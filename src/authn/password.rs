@@ -10,7 +10,7 @@ use rand::rngs::OsRng;
 pub const MIN_CHARS: usize = 12;
 pub const MAX_CHARS: usize = 128;
 
-/// Argon2id with 64 MiB, 3 passes, 1 lane: one verification costs about 125 ms on one core (BENCHMARKS.md)
+/// Argon2id with 64 MiB, 3 passes, 1 lane: one verification costs about 125 ms on one core
 /// here (see BENCHMARKS.md), slow for guessing, fast enough for people.
 fn hasher() -> Argon2<'static> {
     let params = Params::new(64 * 1024, 3, 1, Some(32)).unwrap_or_default();
