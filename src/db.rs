@@ -124,6 +124,14 @@ pub fn like_contains(query: &str) -> String {
     }
 }
 
+/// `count` positional parameters starting at `$first`, comma-separated, for an `IN (…)` list.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Converts a stored 0/1 flag.
 pub fn flag(value: i32) -> bool {
     value != 0
@@ -167,6 +175,12 @@ mod tests {
         assert_eq!(like_contains(""), "");
         assert_eq!(like_contains("Ana_50%"), "%ana\\_50\\%%");
         assert_eq!(escape_like("a\\b"), "a\\\\b");
+    }
+
+    #[test]
+    fn placeholders_number_from_the_first() {
+        assert_eq!(placeholders(3, 3), "$3, $4, $5");
+        assert_eq!(placeholders(1, 1), "$1");
     }
 
     #[test]

@@ -374,21 +374,20 @@ pub async fn list(db: &Db, filter: &AuditFilter) -> Result<Vec<AuditRow>, sqlx::
     };
     let mut sql = format!("SELECT {ROW_COLUMNS} FROM audit_log WHERE seq < $1");
     let mut next = 2;
-    let mut placeholder = || {
-        next += 1;
-        format!("${}", next - 1)
-    };
     if let Some(actors) = &actors {
-        let list: Vec<String> = actors.iter().map(|_| placeholder()).collect();
-        sql.push_str(&format!(" AND actor IN ({})", list.join(", ")));
+        let list = crate::db::placeholders(next, actors.len());
+        sql.push_str(&format!(" AND actor IN ({list})"));
+        next += actors.len();
     }
     if !filter.action.is_empty() {
-        sql.push_str(&format!(" AND action LIKE {} ESCAPE '\\'", placeholder()));
+        sql.push_str(&format!(" AND action LIKE ${next} ESCAPE '\\'"));
+        next += 1;
     }
     if !filter.outcome.is_empty() {
-        sql.push_str(&format!(" AND outcome = {}", placeholder()));
+        sql.push_str(&format!(" AND outcome = ${next}"));
+        next += 1;
     }
-    sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", placeholder()));
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${next}"));
 
     let mut query = sqlx::query(&sql).bind(filter.before_seq.unwrap_or(i64::MAX));
     for actor in actors.iter().flatten() {

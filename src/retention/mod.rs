@@ -176,11 +176,10 @@ async fn sweep_orphans(state: &AppState, now: Millis) -> anyhow::Result<i64> {
     let mut removed = 0;
     // Ownership is looked up a chunk at a time, not a query per blob.
     for chunk in candidates.chunks(BATCH.unsigned_abs() as usize) {
-        let placeholders = (1..=chunk.len())
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("SELECT blob_key FROM images WHERE blob_key IN ({placeholders})");
+        let sql = format!(
+            "SELECT blob_key FROM images WHERE blob_key IN ({})",
+            crate::db::placeholders(1, chunk.len())
+        );
         let mut query = sqlx::query(&sql);
         for key in chunk {
             query = query.bind(key.as_str());
