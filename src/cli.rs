@@ -584,7 +584,9 @@ async fn backup_command(config: Config, command: BackupCommand) -> anyhow::Resul
                 let stdout = std::io::stdout();
                 crate::backup::decrypt_file(&file, &mut stdout.lock(), &keyring)?;
             } else {
-                let mut target = std::io::BufWriter::new(std::fs::File::create(&out)?);
+                let mut target = std::io::BufWriter::new(crate::crypto::create_private_file(
+                    std::path::Path::new(&out),
+                )?);
                 crate::backup::decrypt_file(&file, &mut target, &keyring)?;
             }
         }

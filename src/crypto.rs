@@ -227,14 +227,7 @@ impl Keyring {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
         let tmp = path.with_extension("json.tmp");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut out = options.open(&tmp).map_err(io)?;
+        let mut out = create_private_file(&tmp).map_err(io)?;
         out.write_all(text.as_bytes()).map_err(io)?;
         out.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
@@ -408,6 +401,24 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+/// Creates (or truncates) a file only its owner can read and write (0600 on Unix), whatever
+/// the umask: keyrings, database snapshots and decrypted backups hold secrets or personal
+/// data. An existing file is narrowed to 0600 before anything is written to it.
+pub fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    options.open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,5 +490,23 @@ mod tests {
         assert!(constant_time_eq("abc", "abc"));
         assert!(!constant_time_eq("abc", "abd"));
         assert!(!constant_time_eq("abc", "ab"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_0600_even_when_they_existed_wider() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.db");
+        std::fs::write(&path, b"old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(create_private_file(&path).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        let fresh = dir.path().join("fresh.db");
+        drop(create_private_file(&fresh).unwrap());
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

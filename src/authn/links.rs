@@ -33,6 +33,19 @@ pub struct PendingLink {
     pub expires_at: Millis,
 }
 
+/// Random bytes in a link token: 256 bits, 43 base64url characters.
+const TOKEN_BYTES: usize = 32;
+const TOKEN_CHARS: usize = 43;
+
+/// Whether `raw` has the exact shape of a link token (43 base64url characters). Anything else
+/// is refused before it is stored in a cookie or looked up.
+pub fn is_token_shaped(raw: &str) -> bool {
+    raw.len() == TOKEN_CHARS
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Creates a link token and returns it (the only time it exists in clear).
 pub async fn create(
     conn: &mut AnyConnection,
@@ -42,7 +55,7 @@ pub async fn create(
     now: Millis,
     expires_at: Millis,
 ) -> Result<String, sqlx::Error> {
-    let token = random_token(32);
+    let token = random_token(TOKEN_BYTES);
     sqlx::query(
         "INSERT INTO one_time_tokens (token_hash, purpose, staff_id, created_by, created_at, \
          expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -109,4 +122,19 @@ pub async fn revoke_for(conn: &mut AnyConnection, staff_id: &str) -> Result<(), 
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_token_shape_is_accepted() {
+        assert!(is_token_shaped(&random_token(TOKEN_BYTES)));
+        assert!(!is_token_shaped(""));
+        assert!(!is_token_shaped(&"a".repeat(42)));
+        assert!(!is_token_shaped(&"a".repeat(44)));
+        assert!(!is_token_shaped(&format!("{};Domain=evil", "a".repeat(32))));
+        assert!(!is_token_shaped(&format!("{}=", "a".repeat(42))));
+    }
 }

@@ -38,7 +38,7 @@ pub fn encrypt_to_file<R: std::io::Read>(
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{}.tmp-{}", file_name(output), random_hex(4)));
     let result = (|| -> anyhow::Result<BackupInfo> {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        let mut file = std::io::BufWriter::new(crate::crypto::create_private_file(&tmp)?);
         let info =
             format::encrypt_stream(input, &mut file, &key, source, created_at, DEFAULT_CHUNK)?;
         let file = file.into_inner().map_err(|e| e.into_error())?;
@@ -108,7 +108,7 @@ pub fn restore_sqlite(
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{}.restore-{}", file_name(target), random_hex(4)));
     let result = (|| -> anyhow::Result<()> {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        let mut out = std::io::BufWriter::new(crate::crypto::create_private_file(&tmp)?);
         decrypt_file(backup, &mut out, keyring)?;
         let out = out.into_inner().map_err(|e| e.into_error())?;
         out.sync_all()?;
@@ -159,6 +159,9 @@ pub async fn create(
                 .unwrap_or(Path::new("."));
             std::fs::create_dir_all(dir)?;
             let snapshot = dir.join(format!(".snapshot-{}.db", random_hex(6)));
+            // VACUUM INTO accepts an empty file: create it 0600 first so the plaintext
+            // snapshot is never readable by others, whatever the umask.
+            drop(crate::crypto::create_private_file(&snapshot)?);
             let snapshot_text = snapshot.to_string_lossy().replace('\'', "''");
             sqlx::query(&format!("VACUUM INTO '{snapshot_text}'"))
                 .execute(&state.db.pool)
@@ -182,8 +185,14 @@ pub async fn create(
             result?
         }
         Backend::Postgres => {
-            let url = state.config.effective_database_url();
-            let mut child = std::process::Command::new("pg_dump")
+            // The password goes through the environment, never the command line (which
+            // every local user can read in /proc).
+            let (url, password) = split_password(&state.config.effective_database_url());
+            let mut command = std::process::Command::new("pg_dump");
+            if let Some(password) = password {
+                command.env("PGPASSWORD", password);
+            }
+            let mut child = command
                 .args(["--format=custom", "--no-owner", "--dbname", &url])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -409,4 +418,37 @@ pub async fn status(state: &AppState) -> Result<BackupStatus, sqlx::Error> {
         last_restore_test_at,
         last_restore_ok,
     })
+}
+
+/// A connection URL without its password, and the password (percent-decoded) if it had one.
+fn split_password(url: &str) -> (String, Option<String>) {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let password = parsed.password().map(|p| {
+                percent_encoding::percent_decode_str(p)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            });
+            if password.is_some() && parsed.set_password(None).is_err() {
+                return (url.to_owned(), None);
+            }
+            (parsed.to_string(), password)
+        }
+        Err(_) => (url.to_owned(), None),
+    }
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::split_password;
+
+    #[test]
+    fn the_password_leaves_the_url_for_the_environment() {
+        let (url, password) = split_password("postgres://app:s%40c+ret@db.example:5432/tp");
+        assert_eq!(url, "postgres://app@db.example:5432/tp");
+        assert_eq!(password.as_deref(), Some("s@c+ret"));
+        let (url, password) = split_password("postgres://postgres@127.0.0.1:5432/tp");
+        assert_eq!(url, "postgres://postgres@127.0.0.1:5432/tp");
+        assert_eq!(password, None);
+    }
 }
