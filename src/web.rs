@@ -112,6 +112,48 @@ fn valid_request_id(raw: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The client address behind `hops` trusted proxies. Each proxy appends the address it saw
+/// to `X-Forwarded-For` (some as a new header line, some to the existing line), so all lines
+/// are read in order and the entry `hops` places from the right is taken; everything left of
+/// it may have been written by the client. With fewer entries than hops, the leftmost one
+/// (written by a trusted proxy) is used. An entry that is not an address yields `None`.
+pub fn forwarded_client(headers: &HeaderMap, hops: usize) -> Option<String> {
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let index = entries.len().saturating_sub(hops.max(1));
+    let entry = entries.get(index)?;
+    parse_forwarded_address(entry).map(|ip| ip.to_string())
+}
+
+/// An address as proxies write it: `1.2.3.4`, `2001:db8::1`, `1.2.3.4:5678` or `[2001:db8::1]:80`.
+fn parse_forwarded_address(entry: &str) -> Option<std::net::IpAddr> {
+    entry
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .map(|ip| ip.to_canonical())
+}
+
+/// The network a client address belongs to, for limits keyed per client: the IPv4 address
+/// itself (/32), or the IPv6 /64 (one subscriber's allocation, so rotating addresses inside it
+/// does not escape a limit). Text that is not an address is returned unchanged.
+pub fn client_network_key(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(prefix))
+        }
+        Err(_) => ip.to_owned(),
+    }
+}
+
 /// Sets up [`RequestCtx`], adds security headers, records metrics and echoes the request id.
 pub async fn context_layer(
     State(state): State<AppState>,
@@ -131,14 +173,7 @@ pub async fn context_layer(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
     let client_ip = if behind_proxy {
-        // The proxy appends the address it saw; the last entry is the one we can trust.
-        headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
-            .or(peer)
+        forwarded_client(headers, state.config.trusted_proxy_hops).or(peer)
     } else {
         peer
     };
@@ -254,4 +289,82 @@ where
 /// Truncates user input to `max` characters for safe display in messages.
 pub fn clip(input: &str, max: usize) -> String {
     input.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(lines: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append("x-forwarded-for", HeaderValue::from_str(line).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn a_client_line_before_the_proxy_line_is_ignored() {
+        // HAProxy `option forwardfor` adds its own line after the client's forged one.
+        let headers = xff(&["127.0.0.1", "203.0.113.7"]);
+        assert_eq!(
+            forwarded_client(&headers, 1).as_deref(),
+            Some("203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn entries_are_counted_from_the_right_across_lines_and_commas() {
+        let headers = xff(&["10.9.9.9, 198.51.100.1", "203.0.113.7, 192.0.2.10"]);
+        assert_eq!(forwarded_client(&headers, 1).as_deref(), Some("192.0.2.10"));
+        assert_eq!(
+            forwarded_client(&headers, 2).as_deref(),
+            Some("203.0.113.7")
+        );
+        assert_eq!(
+            forwarded_client(&headers, 3).as_deref(),
+            Some("198.51.100.1")
+        );
+    }
+
+    #[test]
+    fn fewer_entries_than_hops_take_the_leftmost_and_garbage_is_refused() {
+        assert_eq!(
+            forwarded_client(&xff(&["192.0.2.10"]), 2).as_deref(),
+            Some("192.0.2.10")
+        );
+        assert_eq!(forwarded_client(&xff(&["127.0.0.1, nonsense"]), 1), None);
+        assert_eq!(forwarded_client(&HeaderMap::new(), 1), None);
+    }
+
+    #[test]
+    fn ports_and_mapped_addresses_are_normalised() {
+        assert_eq!(
+            forwarded_client(&xff(&["[2001:db8::1]:443"]), 1).as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            forwarded_client(&xff(&["::ffff:192.0.2.1"]), 1).as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(
+            forwarded_client(&xff(&["192.0.2.1:8080"]), 1).as_deref(),
+            Some("192.0.2.1")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_key_per_slash_64() {
+        assert_eq!(
+            client_network_key("2001:db8:1:2:aaaa::1"),
+            client_network_key("2001:db8:1:2:bbbb::9")
+        );
+        assert_ne!(
+            client_network_key("2001:db8:1:2::1"),
+            client_network_key("2001:db8:1:3::1")
+        );
+        assert_eq!(client_network_key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(client_network_key("192.0.2.1"), "192.0.2.1");
+        assert_eq!(client_network_key("::ffff:192.0.2.1"), "192.0.2.1");
+    }
 }
