@@ -52,6 +52,10 @@ pub struct App {
     pub analyzer: crate::biometric::Analyzer,
     /// Per-IP limiter of the demo endpoint.
     pub demo_limiter: crate::api::demo::DemoLimiter,
+    /// Bounds concurrent password hashing (memory) with a short queue.
+    pub passwords: crate::authn::PasswordGate,
+    /// Accounts with a login secret being verified on this node right now.
+    pub login_in_flight: crate::authn::throttle::InFlight,
 }
 
 impl std::fmt::Debug for App {

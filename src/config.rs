@@ -54,6 +54,13 @@ pub struct Config {
     pub lockout_ip_failures: i64,
     /// Minutes a lockout lasts.
     pub lockout_minutes: i64,
+    /// Password hashes (Argon2id, 64 MiB each) running at once; 0 = one per CPU core.
+    pub password_hash_concurrency: usize,
+    /// Password checks allowed to wait for a hashing slot; beyond that the portal answers 503.
+    pub password_hash_queue: usize,
+    /// Proxies in front that append to `X-Forwarded-For` (used only with `behind_proxy`): the
+    /// client address is the entry this many places from the right.
+    pub trusted_proxy_hops: usize,
     /// Hours a setup or invitation link stays valid.
     pub setup_link_hours: i64,
     /// Largest accepted portal request body, in bytes.
@@ -133,6 +140,9 @@ impl Default for Config {
             lockout_account_failures: 10,
             lockout_ip_failures: 50,
             lockout_minutes: 15,
+            password_hash_concurrency: 0,
+            password_hash_queue: 32,
+            trusted_proxy_hops: 1,
             setup_link_hours: 24,
             portal_body_limit_bytes: 64 * 1024,
             blob_store_url: String::new(),
@@ -257,6 +267,18 @@ impl Config {
                 "session_idle_minutes",
                 "must not exceed session_absolute_hours",
             ));
+        }
+        if !(1..=10).contains(&self.trusted_proxy_hops) {
+            return Err(invalid("trusted_proxy_hops", "must be between 1 and 10"));
+        }
+        if self.password_hash_concurrency > 64 {
+            return Err(invalid(
+                "password_hash_concurrency",
+                "must be at most 64 (each hash holds 64 MiB)",
+            ));
+        }
+        if self.password_hash_queue > 10_000 {
+            return Err(invalid("password_hash_queue", "must be at most 10000"));
         }
         if self.portal_body_limit_bytes < 1024 {
             return Err(invalid("portal_body_limit_bytes", "must be at least 1024"));

@@ -32,6 +32,9 @@ pub enum AppError {
     /// The database cannot be reached right now.
     #[error("unavailable")]
     Unavailable,
+    /// Too much work is queued (e.g. password hashing); try again after a short wait.
+    #[error("busy")]
+    Busy { retry_after_seconds: u64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -79,6 +82,7 @@ impl AppError {
                 "unavailable",
                 "Temporarily unavailable",
             ),
+            AppError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Busy right now"),
             AppError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -118,6 +122,12 @@ impl IntoResponse for AppError {
                  minute; if this persists, tell the operators."
                     .into()
             }
+            AppError::Busy {
+                retry_after_seconds,
+            } => format!(
+                "Too many sign-in checks are running right now. Nothing was changed. Try \
+                 again in {retry_after_seconds} seconds."
+            ),
             AppError::Internal(_) => {
                 "An unexpected error occurred and was logged. Nothing was changed.".into()
             }
@@ -132,7 +142,7 @@ impl IntoResponse for AppError {
         let body = page
             .render()
             .unwrap_or_else(|_| format!("{} {title}: {message}", status.as_u16()));
-        (
+        let mut response = (
             status,
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -140,7 +150,16 @@ impl IntoResponse for AppError {
             ],
             body,
         )
-            .into_response()
+            .into_response();
+        if let AppError::Busy {
+            retry_after_seconds,
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after_seconds.into());
+        }
+        response
     }
 }
 

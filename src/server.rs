@@ -38,6 +38,11 @@ pub async fn build_state(
     Ok(AppState::new(App {
         analyzer,
         demo_limiter,
+        passwords: crate::authn::PasswordGate::new(
+            config.password_hash_concurrency,
+            config.password_hash_queue,
+        ),
+        login_in_flight: Default::default(),
         key_cache: crate::keys::verify::KeyCache::default(),
         key_usage: Default::default(),
         blobs,

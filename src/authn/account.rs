@@ -11,7 +11,7 @@ use super::session::{self, SessionSummary};
 use super::{recovery, throttle, totp};
 use crate::app::AppState;
 use crate::audit::{self, AuditEvent, Outcome};
-use crate::clock::{MINUTE, format_ms};
+use crate::clock::format_ms;
 use crate::error::{AppError, AppResult};
 use crate::portal::routes::{Access, PortalRoute, SESSION_COOKIE, Visitor};
 use crate::portal::shell::{Shell, html};
@@ -101,31 +101,69 @@ async fn account_get(
     Ok(html(&account_page(&state, &visitor, notice, None, None).await?)?.into_response())
 }
 
-/// Checks the current password and a fresh TOTP code; counts failures like a login.
-async fn reauthenticate(
+/// Checks the current password and, when `code` is given, a fresh TOTP code. Throttled like
+/// a login: the attempt is counted against the account before anything is verified, one check
+/// per account runs at a time, and password hashing goes through the bounded gate.
+pub(crate) async fn reauthenticate(
     state: &AppState,
     visitor: &Visitor,
     password: String,
-    code: &str,
+    code: Option<&str>,
     purpose: &'static str,
 ) -> AppResult<Result<(), String>> {
     let now = state.now();
     let session = visitor.session()?;
     let account_key = throttle::account_subject(&session.email);
-    if throttle::locked_until(&state.db, &[&account_key], now)
-        .await?
-        .is_some()
-    {
-        return Ok(Err("Too many failed attempts. Try again later.".into()));
-    }
+    let window = super::pages::lockout_window(state);
+    let Some(_in_flight) = state.login_in_flight.enter(&account_key) else {
+        return Ok(Err(
+            "Another check of your password is running. Wait a moment and try again.".into(),
+        ));
+    };
+    let subjects = [throttle::Subject::new(
+        account_key.clone(),
+        state.config.lockout_account_failures,
+    )];
+    let target = format!("staff:{}", session.staff_id);
+    let mut tx = state.db.begin().await?;
+    let gate = throttle::begin_attempt(
+        &mut tx,
+        &subjects,
+        now,
+        window,
+        &visitor.ctx.meta(),
+        AuditEvent::new(visitor.actor(), "auth.reauthenticate", target.clone())
+            .detail("for", purpose),
+    )
+    .await?;
+    tx.commit().await?;
+    let attempt = match gate {
+        throttle::Gate::Proceed(attempt) => attempt,
+        throttle::Gate::Locked { until } => {
+            state.metrics.login_failures.inc();
+            return Ok(Err(super::pages::locked_message(until, now)));
+        }
+    };
     let account = store::find(&state.db.pool, &session.staff_id)
         .await?
         .ok_or(AppError::LoginRequired)?;
-    let password_ok = password.len() <= 1024
-        && super::verify_password_blocking(password, account.password_hash.clone()).await?;
+    let password_ok = if password.len() <= 1024 {
+        match state.passwords.enter() {
+            Ok(slot) => slot.verify(password, account.password_hash.clone()).await?,
+            Err(busy) => {
+                let mut tx = state.db.begin().await?;
+                attempt.cancel(&mut tx).await?;
+                tx.commit().await?;
+                return Err(busy);
+            }
+        }
+    } else {
+        false
+    };
     let mut tx = state.db.begin().await?;
-    let code_ok = match (&account.totp_secret_enc, password_ok) {
-        (Some(sealed), true) => {
+    let code_ok = match (code, &account.totp_secret_enc, password_ok) {
+        (None, _, ok) => ok,
+        (Some(code), Some(sealed), true) => {
             let secret = super::open_totp_secret(state, sealed, &account.id)?;
             match totp::matching_step(&secret, code, now) {
                 Some(step) => store::consume_totp_step(&mut tx, &account.id, step).await?,
@@ -135,33 +173,27 @@ async fn reauthenticate(
         _ => false,
     };
     if password_ok && code_ok {
+        attempt.succeeded(&mut tx, &account_key).await?;
         tx.commit().await?;
         return Ok(Ok(()));
     }
-    throttle::record_failure(
-        &mut tx,
-        &account_key,
-        now,
-        state.config.lockout_account_failures,
-        state.config.lockout_minutes * MINUTE,
-    )
-    .await?;
+    attempt.failed(&mut tx, now, window).await?;
     audit::append(
         &mut tx,
         now,
         &visitor.ctx.meta(),
-        AuditEvent::new(
-            visitor.actor(),
-            "auth.reauthenticate",
-            format!("staff:{}", account.id),
-        )
-        .outcome(Outcome::Failure)
-        .detail("for", purpose),
+        AuditEvent::new(visitor.actor(), "auth.reauthenticate", target)
+            .outcome(Outcome::Failure)
+            .detail("for", purpose),
     )
     .await?;
     tx.commit().await?;
     state.metrics.login_failures.inc();
-    Ok(Err("The current password or the code is not right.".into()))
+    Ok(Err(if code.is_some() {
+        "The current password or the code is not right.".into()
+    } else {
+        "Your password was not right.".into()
+    }))
 }
 
 #[derive(Deserialize)]
@@ -191,14 +223,14 @@ async fn password_post(
         &state,
         &visitor,
         form.current_password,
-        &form.code,
+        Some(&form.code),
         "password_change",
     )
     .await?
     {
         return failed(msg).await;
     }
-    let hash = super::hash_password_blocking(form.new_password).await?;
+    let hash = state.passwords.enter()?.hash(form.new_password).await?;
     let now = state.now();
     let mut tx = state.db.begin().await?;
     store::set_password(&mut tx, &session.staff_id, &hash, now).await?;
@@ -245,7 +277,7 @@ async fn mfa_reset_post(
         &state,
         &visitor,
         form.current_password,
-        &form.code,
+        Some(&form.code),
         "mfa_reset",
     )
     .await?

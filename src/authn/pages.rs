@@ -56,6 +56,61 @@ fn set_cookie(response: &mut Response, cookie: &str) {
 
 const GENERIC_LOGIN_FAILURE: &str = "Email or password is incorrect.";
 
+const ATTEMPT_IN_FLIGHT: &str =
+    "Another sign-in attempt for this account is being checked. Wait a moment and try again.";
+
+/// The window failures are counted in, and the length of a lock.
+pub(crate) fn lockout_window(state: &AppState) -> crate::clock::Millis {
+    state.config.lockout_minutes * MINUTE
+}
+
+/// A login-type attempt is charged to the account and to the client's network.
+pub(crate) fn login_subjects(
+    state: &AppState,
+    account_key: &str,
+    ctx: &RequestCtx,
+) -> Vec<throttle::Subject> {
+    let ip = ctx.client_ip.as_deref().unwrap_or("unknown");
+    vec![
+        throttle::Subject::new(
+            account_key.to_owned(),
+            state.config.lockout_account_failures,
+        ),
+        throttle::Subject::new(throttle::ip_subject(ip), state.config.lockout_ip_failures),
+    ]
+}
+
+pub(crate) fn locked_message(until: crate::clock::Millis, now: crate::clock::Millis) -> String {
+    let minutes = ((until - now).max(0) + MINUTE - 1) / MINUTE;
+    format!(
+        "Too many failed attempts. Try again in {} minute(s).",
+        minutes.max(1)
+    )
+}
+
+/// Audits the locks a failure caused (one row naming which subjects locked).
+async fn audit_lockout(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    ctx: &RequestCtx,
+    target: &str,
+    account_key: &str,
+    locked: &[(String, crate::clock::Millis)],
+) -> Result<(), sqlx::Error> {
+    if locked.is_empty() {
+        return Ok(());
+    }
+    let by_account = locked.iter().any(|(k, _)| k == account_key);
+    let event = AuditEvent::new("system", "auth.lockout", target)
+        .outcome(Outcome::Denied)
+        .detail("by_account", by_account)
+        .detail("by_ip", locked.len() > usize::from(by_account))
+        .detail("minutes", state.config.lockout_minutes);
+    audit::append(conn, state.now(), &ctx.meta(), event)
+        .await
+        .map(|_| ())
+}
+
 #[derive(Template)]
 #[template(path = "authn/login.html")]
 struct LoginPage {
@@ -120,23 +175,29 @@ async fn login_post(
     };
 
     let account_key = throttle::account_subject(&email);
-    let ip_key = throttle::ip_subject(ctx.client_ip.as_deref().unwrap_or("unknown"));
-    if let Some(until) = throttle::locked_until(&state.db, &[&account_key, &ip_key], now).await? {
-        let event = AuditEvent::new(
-            "anonymous",
-            "auth.login",
-            format!("email:{}", crate::web::clip(&email, 254)),
-        )
-        .outcome(Outcome::Denied)
-        .detail("reason", "locked");
-        audit::append_alone(&state.db, now, &ctx.meta(), event).await?;
-        state.metrics.login_failures.inc();
-        let minutes = ((until - now) + MINUTE - 1) / MINUTE;
-        return render(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many failed attempts. Try again in {minutes} minute(s)."),
-        );
-    }
+    let target = format!("email:{}", crate::web::clip(&email, 254));
+    let Some(_in_flight) = state.login_in_flight.enter(&account_key) else {
+        return render(StatusCode::TOO_MANY_REQUESTS, ATTEMPT_IN_FLIGHT.to_owned());
+    };
+    // The attempt is counted (and refused when locked) before any password is checked.
+    let mut tx = state.db.begin().await?;
+    let gate = throttle::begin_attempt(
+        &mut tx,
+        &login_subjects(&state, &account_key, ctx),
+        now,
+        lockout_window(&state),
+        &ctx.meta(),
+        AuditEvent::new("anonymous", "auth.login", target.clone()),
+    )
+    .await?;
+    tx.commit().await?;
+    let attempt = match gate {
+        throttle::Gate::Locked { until } => {
+            state.metrics.login_failures.inc();
+            return render(StatusCode::TOO_MANY_REQUESTS, locked_message(until, now));
+        }
+        throttle::Gate::Proceed(attempt) => attempt,
+    };
 
     // Oversized input is refused without spending a hash on it.
     let plausible = email.len() <= 254 && form.password.len() <= 1024;
@@ -148,31 +209,23 @@ async fn login_post(
     let usable = account.filter(|a| !a.disabled && a.password_hash.is_some());
     let stored = usable.as_ref().and_then(|a| a.password_hash.clone());
     let password_ok = if plausible {
-        super::verify_password_blocking(form.password, stored).await?
+        match state.passwords.enter() {
+            Ok(slot) => slot.verify(form.password, stored).await?,
+            Err(busy) => {
+                // Nothing was checked, so the attempt is given back.
+                let mut tx = state.db.begin().await?;
+                attempt.cancel(&mut tx).await?;
+                tx.commit().await?;
+                return Err(busy);
+            }
+        }
     } else {
         false
     };
 
     let Some(account) = usable.filter(|_| password_ok) else {
         let mut tx = state.db.begin().await?;
-        let window = state.config.lockout_minutes * MINUTE;
-        let locked_account = throttle::record_failure(
-            &mut tx,
-            &account_key,
-            now,
-            state.config.lockout_account_failures,
-            window,
-        )
-        .await?;
-        let locked_ip = throttle::record_failure(
-            &mut tx,
-            &ip_key,
-            now,
-            state.config.lockout_ip_failures,
-            window,
-        )
-        .await?;
-        let target = format!("email:{}", crate::web::clip(&email, 254));
+        let locked = attempt.failed(&mut tx, now, lockout_window(&state)).await?;
         audit::append(
             &mut tx,
             now,
@@ -182,19 +235,7 @@ async fn login_post(
                 .detail("reason", "bad_credentials"),
         )
         .await?;
-        if locked_account.is_some() || locked_ip.is_some() {
-            audit::append(
-                &mut tx,
-                now,
-                &ctx.meta(),
-                AuditEvent::new("system", "auth.lockout", target)
-                    .outcome(Outcome::Denied)
-                    .detail("by_account", locked_account.is_some())
-                    .detail("by_ip", locked_ip.is_some())
-                    .detail("minutes", state.config.lockout_minutes),
-            )
-            .await?;
-        }
+        audit_lockout(&mut tx, &state, ctx, &target, &account_key, &locked).await?;
         tx.commit().await?;
         state.metrics.login_failures.inc();
         return render(StatusCode::UNAUTHORIZED, GENERIC_LOGIN_FAILURE.to_owned());
@@ -209,6 +250,9 @@ async fn login_post(
     } else {
         Stage::Enrol
     };
+    // The account's charge stays until the second factor succeeds, so a known password
+    // does not buy fresh TOTP guesses.
+    attempt.first_factor_passed(&mut tx, &account_key).await?;
     let issued = session::create(
         &mut tx,
         &account.id,
@@ -270,30 +314,45 @@ async fn totp_post(
     let ctx = &visitor.ctx;
     let session = visitor.session()?.clone();
     let account_key = throttle::account_subject(&session.email);
-    let ip_key = throttle::ip_subject(ctx.client_ip.as_deref().unwrap_or("unknown"));
     let actor = format!("staff:{}", session.email);
     let target = format!("staff:{}", session.staff_id);
+    let render_error = |message: &str, status: StatusCode| -> AppResult<Response> {
+        let page = TotpPage {
+            csrf: visitor.csrf.clone(),
+            email: session.email.clone(),
+            error: Some(message.to_owned()),
+        };
+        Ok((status, html(&page)?).into_response())
+    };
 
-    if throttle::locked_until(&state.db, &[&account_key, &ip_key], now)
-        .await?
-        .is_some()
-    {
-        let mut tx = state.db.begin().await?;
-        session::end(&mut tx, &session.staff_id, &session.id).await?;
-        audit::append(
-            &mut tx,
-            now,
-            &ctx.meta(),
-            AuditEvent::new(actor, "auth.mfa", target)
-                .outcome(Outcome::Denied)
-                .detail("reason", "locked"),
-        )
-        .await?;
-        tx.commit().await?;
-        let mut response = Redirect::to("/login?notice=session_ended").into_response();
-        set_cookie(&mut response, &ctx.clear_cookie(SESSION_COOKIE));
-        return Ok(response);
-    }
+    // One code per account is checked at a time, and only after it has been counted.
+    let Some(_in_flight) = state.login_in_flight.enter(&account_key) else {
+        return render_error(ATTEMPT_IN_FLIGHT, StatusCode::TOO_MANY_REQUESTS);
+    };
+    let mut tx = state.db.begin().await?;
+    let gate = throttle::begin_attempt(
+        &mut tx,
+        &login_subjects(&state, &account_key, ctx),
+        now,
+        lockout_window(&state),
+        &ctx.meta(),
+        AuditEvent::new(actor.clone(), "auth.mfa", target.clone()),
+    )
+    .await?;
+    let attempt = match gate {
+        throttle::Gate::Proceed(attempt) => {
+            tx.commit().await?;
+            attempt
+        }
+        throttle::Gate::Locked { .. } => {
+            session::end(&mut tx, &session.staff_id, &session.id).await?;
+            tx.commit().await?;
+            state.metrics.login_failures.inc();
+            let mut response = Redirect::to("/login?notice=session_ended").into_response();
+            set_cookie(&mut response, &ctx.clear_cookie(SESSION_COOKIE));
+            return Ok(response);
+        }
+    };
 
     let account = store::find(&state.db.pool, &session.staff_id)
         .await?
@@ -322,23 +381,7 @@ async fn totp_post(
     };
 
     if !accepted {
-        let window = state.config.lockout_minutes * MINUTE;
-        let locked = throttle::record_failure(
-            &mut tx,
-            &account_key,
-            now,
-            state.config.lockout_account_failures,
-            window,
-        )
-        .await?;
-        throttle::record_failure(
-            &mut tx,
-            &ip_key,
-            now,
-            state.config.lockout_ip_failures,
-            window,
-        )
-        .await?;
+        let locked = attempt.failed(&mut tx, now, lockout_window(&state)).await?;
         audit::append(
             &mut tx,
             now,
@@ -349,40 +392,28 @@ async fn totp_post(
                 .detail("reason", reason),
         )
         .await?;
-        if locked.is_some() {
+        let account_locked = locked.iter().any(|(k, _)| *k == account_key);
+        if account_locked {
             session::end(&mut tx, &session.staff_id, &session.id).await?;
-            audit::append(
-                &mut tx,
-                now,
-                &ctx.meta(),
-                AuditEvent::new("system", "auth.lockout", target)
-                    .outcome(Outcome::Denied)
-                    .detail("minutes", state.config.lockout_minutes),
-            )
-            .await?;
         }
+        audit_lockout(&mut tx, &state, ctx, &target, &account_key, &locked).await?;
         tx.commit().await?;
         state.metrics.login_failures.inc();
-        if locked.is_some() {
+        if account_locked {
             let mut response = Redirect::to("/login?notice=session_ended").into_response();
             set_cookie(&mut response, &ctx.clear_cookie(SESSION_COOKIE));
             return Ok(response);
         }
-        let page = TotpPage {
-            csrf: visitor.csrf.clone(),
-            email: session.email.clone(),
-            error: Some(
-                "That code is not valid. Each code works once; if you just used one, wait for \
-                 the next."
-                    .to_owned(),
-            ),
-        };
-        return Ok((StatusCode::UNAUTHORIZED, html(&page)?).into_response());
+        return render_error(
+            "That code is not valid. Each code works once; if you just used one, wait for the \
+             next.",
+            StatusCode::UNAUTHORIZED,
+        );
     }
 
     let lifetime = state.config.session_absolute_hours * HOUR;
     let token = session::advance(&mut tx, &session.id, Stage::Full, now, now + lifetime).await?;
-    throttle::reset(&mut tx, &account_key).await?;
+    attempt.succeeded(&mut tx, &account_key).await?;
     store::record_login(&mut tx, &account.id, now).await?;
     audit::append(
         &mut tx,
@@ -421,7 +452,12 @@ async fn setup_get(
     Query(query): Query<SetupQuery>,
 ) -> AppResult<Response> {
     let ctx = &visitor.ctx;
-    if let Some(token) = query.token.filter(|t| !t.is_empty() && t.len() <= 128) {
+    if let Some(token) = query.token {
+        // Only a token of the exact shape links are made with reaches the cookie: anything
+        // else (header injection, oversized values, attributes) is an invalid link.
+        if !links::is_token_shaped(&token) {
+            return link_invalid();
+        }
         // Move the token out of the address bar and history into a short-lived cookie.
         let mut response = Redirect::to("/setup").into_response();
         set_cookie(
@@ -430,7 +466,9 @@ async fn setup_get(
         );
         return Ok(response);
     }
-    let Some(token) = read_cookie(&headers, &ctx.cookie_name(SETUP_COOKIE)) else {
+    let Some(token) =
+        read_cookie(&headers, &ctx.cookie_name(SETUP_COOKIE)).filter(|t| links::is_token_shaped(t))
+    else {
         return link_invalid();
     };
     let mut conn = state.db.pool.acquire().await?;
@@ -480,7 +518,9 @@ async fn setup_post(
 ) -> AppResult<Response> {
     let now = state.now();
     let ctx = &visitor.ctx;
-    let Some(token) = read_cookie(&headers, &ctx.cookie_name(SETUP_COOKIE)) else {
+    let Some(token) =
+        read_cookie(&headers, &ctx.cookie_name(SETUP_COOKIE)).filter(|t| links::is_token_shaped(t))
+    else {
         return link_invalid();
     };
     let mut conn = state.db.pool.acquire().await?;
@@ -533,7 +573,7 @@ async fn setup_post(
     {
         return rerender(rejected.to_string());
     }
-    let password_hash = super::hash_password_blocking(form.password).await?;
+    let password_hash = state.passwords.enter()?.hash(form.password).await?;
 
     let mut tx = state.db.begin().await?;
     if !links::consume(&mut tx, &token, now).await? {
@@ -652,16 +692,33 @@ async fn enrol_post(
     let secret = pending_secret(&state, &visitor).await?;
     let actor = format!("staff:{}", session.email);
     let target = format!("staff:{}", session.staff_id);
+    // Counted before the code is checked, like every other code.
+    let account_key = throttle::account_subject(&session.email);
+    let subjects = [throttle::Subject::new(
+        account_key.clone(),
+        state.config.lockout_account_failures,
+    )];
+    let mut tx = state.db.begin().await?;
+    let gate = throttle::begin_attempt(
+        &mut tx,
+        &subjects,
+        now,
+        lockout_window(&state),
+        &ctx.meta(),
+        AuditEvent::new(actor.clone(), "mfa.enrol", target.clone()),
+    )
+    .await?;
+    tx.commit().await?;
+    let attempt = match gate {
+        throttle::Gate::Proceed(attempt) => attempt,
+        throttle::Gate::Locked { until } => {
+            let page = enrol_page(&visitor, &secret, Some(locked_message(until, now)))?;
+            return Ok((StatusCode::TOO_MANY_REQUESTS, html(&page)?).into_response());
+        }
+    };
     let Some(step) = totp::matching_step(&secret, &form.code, now) else {
         let mut tx = state.db.begin().await?;
-        throttle::record_failure(
-            &mut tx,
-            &throttle::account_subject(&session.email),
-            now,
-            state.config.lockout_account_failures,
-            state.config.lockout_minutes * MINUTE,
-        )
-        .await?;
+        attempt.failed(&mut tx, now, lockout_window(&state)).await?;
         audit::append(
             &mut tx,
             now,
@@ -690,6 +747,7 @@ async fn enrol_post(
     let lifetime = state.config.session_absolute_hours * HOUR;
     let mut tx = state.db.begin().await?;
     store::enable_totp(&mut tx, &session.staff_id, &sealed, step, now).await?;
+    attempt.succeeded(&mut tx, &account_key).await?;
     recovery::store(&mut tx, &state.keyring, &session.staff_id, &codes).await?;
     let token = session::advance(&mut tx, &session.id, Stage::Full, now, now + lifetime).await?;
     store::record_login(&mut tx, &session.staff_id, now).await?;

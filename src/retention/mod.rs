@@ -122,11 +122,7 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
             .rows_affected(),
     )
     .unwrap_or(i64::MAX);
-    sqlx::query("DELETE FROM login_throttle WHERE last_failure_at <= $1 AND (locked_until IS NULL OR locked_until <= $2)")
-        .bind(now - 24 * 60 * MINUTE)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    crate::authn::throttle::sweep(&mut tx, now, now - 24 * 60 * MINUTE).await?;
     let (production, demo) = oldest_ages(state, now).await?;
     report.oldest_production_age_ms = production;
     report.oldest_demo_age_ms = demo;

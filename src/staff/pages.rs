@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::model::{DisplayName, Email, Role};
 use super::store::{self, Staff, StaffFilter};
 use crate::app::AppState;
-use crate::audit::{self, AuditEvent, Outcome};
+use crate::audit::{self, AuditEvent};
 use crate::authn::{links, session};
 use crate::clock::{HOUR, format_ms};
 use crate::db::{Tx, is_unique_violation};
@@ -551,25 +551,19 @@ async fn staff_mfa_reset_post(
     require_confirmation(&form.confirm, "remove this person's second factor")?;
     let me = visitor.session()?.clone();
     let now = state.now();
-    // Re-authentication: the admin confirms with their own password.
-    let admin = store::find(&state.db.pool, &me.staff_id)
-        .await?
-        .ok_or(AppError::LoginRequired)?;
-    let password_ok = form.admin_password.len() <= 1024
-        && crate::authn::verify_password_blocking(form.admin_password, admin.password_hash).await?;
-    if !password_ok {
-        let event = AuditEvent::new(
-            visitor.actor(),
-            "auth.reauthenticate",
-            format!("staff:{}", me.staff_id),
-        )
-        .outcome(Outcome::Failure)
-        .detail("for", "staff_mfa_reset");
-        audit::append_alone(&state.db, now, &visitor.ctx.meta(), event).await?;
-        state.metrics.login_failures.inc();
-        return Err(AppError::BadRequest(
-            "Your password was not right, so the second factor was not reset.".into(),
-        ));
+    // Re-authentication: the admin confirms with their own password, throttled like a login.
+    if let Err(message) = crate::authn::account::reauthenticate(
+        &state,
+        &visitor,
+        form.admin_password,
+        None,
+        "staff_mfa_reset",
+    )
+    .await?
+    {
+        return Err(AppError::BadRequest(format!(
+            "{message} The second factor was not reset."
+        )));
     }
     let (mut tx, staff) = begin_change(&state, &id, form.version).await?;
     store::clear_totp(&mut tx, &id, now).await?;

@@ -13,4 +13,5 @@ mod mail;
 mod operations;
 mod rbac;
 mod retention;
+mod security_review;
 mod staff;
