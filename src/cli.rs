@@ -52,6 +52,11 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// The on-call rotation, overrides and who is on call now.
+    Oncall {
+        #[command(subcommand)]
+        command: crate::oncall::cli::OnCallCommand,
+    },
     /// Retention purge.
     Purge {
         #[command(subcommand)]
@@ -232,6 +237,12 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Worker => Ok(crate::biometric::worker_main()),
         Command::Backup { command } => backup_command(config, command).await,
         Command::Jobs { command } => jobs_command(config, command).await,
+        Command::Oncall { command } => {
+            let db = open_db(&config).await?;
+            let result = crate::oncall::cli::run(&db, command).await;
+            db.pool.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
         Command::Purge {
             command: PurgeCommand::Run,
         } => {
@@ -315,12 +326,12 @@ async fn admin_create(
         }
         Err(err) => return Err(err.into()),
     };
-    store::grant_role(&mut tx, &id, role, "cli", now).await?;
+    store::grant_role(&mut tx, &id, role, &cli_actor(), now).await?;
     audit::append(
         &mut tx,
         now,
         &RequestMeta::default(),
-        AuditEvent::new("cli", "staff.create", format!("staff:{id}"))
+        AuditEvent::new(cli_actor(), "staff.create", format!("staff:{id}"))
             .detail("email", email.as_str())
             .detail("role", role.as_str()),
     )
@@ -351,21 +362,28 @@ async fn customers_create(
     let db = open_db(config).await?;
     let now = SystemClock.now_ms();
     let mut tx = db.begin().await?;
-    let id =
-        match crate::customers::store::insert(&mut tx, &name, &email, env, retention, "cli", now)
-            .await
-        {
-            Ok(id) => id,
-            Err(err) if is_unique_violation(&err) => {
-                anyhow::bail!("a customer named {} already exists", name.as_str())
-            }
-            Err(err) => return Err(err.into()),
-        };
+    let id = match crate::customers::store::insert(
+        &mut tx,
+        &name,
+        &email,
+        env,
+        retention,
+        &cli_actor(),
+        now,
+    )
+    .await
+    {
+        Ok(id) => id,
+        Err(err) if is_unique_violation(&err) => {
+            anyhow::bail!("a customer named {} already exists", name.as_str())
+        }
+        Err(err) => return Err(err.into()),
+    };
     audit::append(
         &mut tx,
         now,
         &RequestMeta::default(),
-        AuditEvent::new("cli", "customer.create", format!("customer:{id}"))
+        AuditEvent::new(cli_actor(), "customer.create", format!("customer:{id}"))
             .detail("name", name.as_str())
             .detail("environment", env.as_str())
             .detail("retention_days", retention.days()),
@@ -414,7 +432,7 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<E
                 &name,
                 &scopes,
                 None,
-                "cli",
+                &cli_actor(),
                 &RequestMeta::default(),
                 now,
             )
@@ -465,7 +483,9 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<E
                 ),
             };
             let mut tx = db.begin().await?;
-            if !crate::keys::revoke(&mut tx, &key, "cli", &RequestMeta::default(), now).await? {
+            if !crate::keys::revoke(&mut tx, &key, &cli_actor(), &RequestMeta::default(), now)
+                .await?
+            {
                 anyhow::bail!("key {} is already revoked", key.prefix);
             }
             tx.commit().await?;
@@ -521,7 +541,7 @@ async fn jobs_command(config: Config, command: JobsCommand) -> anyhow::Result<Ex
                 &state.db,
                 state.now(),
                 &RequestMeta::default(),
-                AuditEvent::new("cli", "job.run_now", format!("job:{name}"))
+                AuditEvent::new(cli_actor(), "job.run_now", format!("job:{name}"))
                     .outcome(if summary.ok {
                         audit::Outcome::Success
                     } else {
@@ -613,4 +633,35 @@ async fn backup_command(config: Config, command: BackupCommand) -> anyhow::Resul
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The audit actor of a command-line action: the operating-system user and host, e.g.
+/// `cli:alice@host`, so a change made on a server's shell is traceable to a person.
+pub fn cli_actor() -> String {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
+        .or_else(|| {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|status| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .and_then(|v| v.split_whitespace().next().map(|uid| format!("uid{uid}")))
+                })
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let clean = |raw: &str| -> String {
+        raw.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .take(64)
+            .collect()
+    };
+    format!("cli:{}@{}", clean(&user), clean(&host))
 }
