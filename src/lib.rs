@@ -47,6 +47,8 @@ pub mod keys;
 pub mod metrics;
 /// Email outbox delivered through lettre (SMTP, or .eml files by default).
 pub mod notify;
+/// On-call rotation over security staff, overrides, escalation level, "who is on call now".
+pub mod oncall;
 /// Portal route registry and guard, page shell, dashboard, health and static files.
 pub mod portal;
 /// Retention purge, purge ledger and the retention control (RET-1, RET-2).

@@ -25,7 +25,7 @@ pub struct Shell {
 }
 
 /// (href, label, resource, action) of each navigation entry.
-const NAV: [(&str, &str, &str, &str); 8] = [
+const NAV: [(&str, &str, &str, &str); 9] = [
     ("/", "Dashboard", "dashboard", "read"),
     ("/customers", "Customers", "customers", "read"),
     ("/keys", "API keys", "keys", "read"),
@@ -33,6 +33,7 @@ const NAV: [(&str, &str, &str, &str); 8] = [
     ("/audit", "Audit log", "audit", "read"),
     ("/jobs", "Jobs", "jobs", "read"),
     ("/outbox", "Outbox", "outbox", "read"),
+    ("/oncall", "On call", "oncall", "read"),
     ("/account", "My account", "account", "read"),
 ];
 

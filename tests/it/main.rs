@@ -10,6 +10,7 @@ mod cli;
 mod isolation;
 mod keys;
 mod mail;
+mod oncall;
 mod operations;
 mod rbac;
 mod retention;
