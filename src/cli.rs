@@ -69,12 +69,31 @@ pub enum Command {
     },
     /// Internal: an image worker process (started by `serve`, speaks on stdin/stdout).
     #[command(hide = true)]
-    Worker,
+    Worker(WorkerArgs),
     /// Customer API keys.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
     },
+}
+
+/// Arguments of the internal `worker` command.
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    /// Confine this process exactly as a worker does, then try to read PATH, open a socket,
+    /// start a program and start a thread; print the outcomes as JSON and exit.
+    #[arg(long, value_name = "PATH")]
+    pub self_test_confinement: Option<std::path::PathBuf>,
+}
+
+impl WorkerArgs {
+    /// Runs the worker, or its confinement self-test.
+    pub fn run(&self) -> ExitCode {
+        match &self.self_test_confinement {
+            None => crate::biometric::worker_main(),
+            Some(path) => crate::biometric::confinement_self_test(path),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -234,7 +253,7 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 },
         } => customers_create(&config, &name, &email, &env, retention_days).await,
         Command::Keys { command } => keys_command(&config, command).await,
-        Command::Worker => Ok(crate::biometric::worker_main()),
+        Command::Worker(args) => Ok(args.run()),
         Command::Backup { command } => backup_command(config, command).await,
         Command::Jobs { command } => jobs_command(config, command).await,
         Command::Oncall { command } => {

@@ -19,7 +19,7 @@ pub mod authn;
 pub mod authz;
 /// AES-256-GCM encrypted backups, restore, ledger and restore tests (BAK-1).
 pub mod backup;
-/// Image sanitising and face detection under hard limits, in isolated worker processes.
+/// Image sanitising and face detection under hard limits, in confined worker processes.
 pub mod biometric;
 /// Encrypted image storage (AES-256-GCM) behind object_store.
 pub mod blobs;

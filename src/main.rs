@@ -8,9 +8,10 @@ use trustplane::config::Config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Worker) {
-        // An image worker process: no config, logging or runtime; stdout carries the protocol.
-        return trustplane::biometric::worker_main();
+    if let Command::Worker(args) = &cli.command {
+        // An image worker process: no config, logging or runtime (so a single thread when it
+        // confines itself); stdout carries the protocol.
+        return args.run();
     }
     serve_command(cli)
 }

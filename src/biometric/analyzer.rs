@@ -8,18 +8,23 @@
 //! cannot be interrupted there, so it keeps both of its permits until it really finishes; the
 //! server sheds load instead of piling up runaway work. With [`Isolation::Process`] each
 //! analysis runs in a long-lived worker process; a worker that crashes, misbehaves or times
-//! out is killed and replaced, and only that request fails.
+//! out is killed and replaced, and only that request fails. Each worker confines itself and
+//! reports how far that went; the pool keeps the latest report for the dashboard and logs a
+//! warning when a kernel sandbox is missing.
 
 use super::protocol::{self, RequestHeader, ResponseError};
-use super::{Analysis, DetectorSettings, ImageFormat, Limits, Rejection, analyze, precheck};
+use super::{
+    Analysis, DetectorSettings, ImageFormat, IsolationStatus, Limits, Rejection, analyze, precheck,
+};
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::io::BufReader;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 /// How long to wait for a killed worker to be reaped, for its exit status.
 const REAP_WAIT: Duration = Duration::from_secs(2);
@@ -36,8 +41,20 @@ pub enum Isolation {
     Thread,
     /// In worker processes started as `exe args…`, which must end up calling
     /// [`worker_main`](super::worker_main). They run with an empty environment, so secrets in
-    /// the server's environment are not exposed to image-parsing code.
+    /// the server's environment are not exposed to image-parsing code, and confine themselves
+    /// before reading any image.
     Process { exe: PathBuf, args: Vec<String> },
+}
+
+/// How image analysis is kept apart from the server, as the dashboard shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IsolationReport {
+    /// [`Isolation::Thread`]: analysis runs inside the server process.
+    InProcess,
+    /// Worker processes are configured but none has reported its confinement yet.
+    Pending,
+    /// What the most recently started worker reported.
+    Workers(IsolationStatus),
 }
 
 /// Why an analysis produced no result.
@@ -101,6 +118,7 @@ impl Analyzer {
                     args,
                     idle: Mutex::new(Vec::with_capacity(workers)),
                     max_sanitized: max_sanitized_len(&limits),
+                    isolation: Arc::new(Mutex::new(None)),
                 };
                 for _ in 0..workers {
                     let worker = pool.spawn().with_context(|| {
@@ -128,6 +146,20 @@ impl Analyzer {
         self.pool.as_ref().map_or_else(Vec::new, |pool| {
             pool.idle().iter().filter_map(|w| w.child.id()).collect()
         })
+    }
+
+    /// How analysis is isolated: for worker processes, the confinement the most recently
+    /// started worker reported.
+    pub fn isolation_report(&self) -> IsolationReport {
+        match &self.pool {
+            None => IsolationReport::InProcess,
+            Some(pool) => pool
+                .isolation
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+                .map_or(IsolationReport::Pending, IsolationReport::Workers),
+        }
     }
 
     /// Analyses one image. Size and type are checked before queueing; then the request either
@@ -196,12 +228,21 @@ struct ProcessPool {
     args: Vec<String>,
     idle: Mutex<Vec<WorkerProcess>>,
     max_sanitized: u64,
+    /// The confinement the most recently started worker reported.
+    isolation: Arc<Mutex<Option<IsolationStatus>>>,
 }
 
 struct WorkerProcess {
     child: Child,
     stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    stdout: WorkerOutput,
+}
+
+/// A worker's stdout. Its hello is read in the background as soon as the worker starts, so the
+/// report is there before the first request; the first request then waits for that read.
+enum WorkerOutput {
+    Starting(JoinHandle<Result<BufReader<ChildStdout>, ResponseError>>),
+    Ready(BufReader<ChildStdout>),
 }
 
 /// Why a single exchange with a worker failed.
@@ -227,10 +268,17 @@ impl ProcessPool {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(std::io::Error::other("worker pipes were not created"));
         };
+        let isolation = Arc::clone(&self.isolation);
+        let hello = tokio::spawn(async move {
+            let mut stdout = BufReader::new(stdout);
+            let status = protocol::read_hello(&mut stdout).await?;
+            record_isolation(&isolation, status);
+            Ok(stdout)
+        });
         Ok(WorkerProcess {
             child,
             stdin,
-            stdout: BufReader::new(stdout),
+            stdout: WorkerOutput::Starting(hello),
         })
     }
 
@@ -347,7 +395,8 @@ impl WorkerProcess {
         protocol::write_request(&mut self.stdin, header, image)
             .await
             .map_err(CallError::Send)?;
-        protocol::read_response(&mut self.stdout, max_sanitized)
+        let stdout = self.stdout.ready().await.map_err(CallError::Receive)?;
+        protocol::read_response(stdout, max_sanitized)
             .await
             .map_err(CallError::Receive)
     }
@@ -366,6 +415,50 @@ impl WorkerProcess {
             .ok()
             .and_then(Result::ok)
     }
+}
+
+impl WorkerOutput {
+    /// The stream positioned after the hello, once the hello has been read.
+    async fn ready(&mut self) -> Result<&mut BufReader<ChildStdout>, ResponseError> {
+        if let WorkerOutput::Starting(hello) = self {
+            let stdout = hello.await.map_err(|err| {
+                ResponseError::Malformed(format!("reading the worker's hello failed: {err}"))
+            })??;
+            *self = WorkerOutput::Ready(stdout);
+        }
+        match self {
+            WorkerOutput::Ready(stdout) => Ok(stdout),
+            // Replaced just above.
+            WorkerOutput::Starting(_) => Err(ResponseError::Closed),
+        }
+    }
+}
+
+/// Keeps a worker's report and logs it when it differs from the previous one (all workers of a
+/// server normally report the same, so this logs once at start-up).
+fn record_isolation(slot: &Mutex<Option<IsolationStatus>>, status: IsolationStatus) {
+    let mut last = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    if last.as_ref() != Some(&status) {
+        if status.is_confined() {
+            tracing::info!(
+                landlock = ?status.landlock,
+                landlock_abi = ?status.landlock_abi,
+                seccomp = ?status.seccomp,
+                notes = %status.notes.join("; "),
+                "face analysis workers are confined"
+            );
+        } else {
+            tracing::warn!(
+                landlock = ?status.landlock,
+                seccomp = ?status.seccomp,
+                no_new_privs = status.no_new_privs,
+                notes = %status.notes.join("; "),
+                "face analysis workers run without part of their sandbox: a compromised worker \
+                 could reach files, sockets or other processes"
+            );
+        }
+    }
+    *last = Some(status);
 }
 
 /// Human-readable exit status for logs and error messages.

@@ -6,14 +6,16 @@
 //! GPS, ICC, XMP) survives, and runs the SeetaFace frontal detector through `rustface`.
 //!
 //! [`Analyzer`] puts that core behind a bounded queue and runs it either on a blocking thread
-//! or, for real isolation from decoder and detector bugs, in a pool of resource-limited worker
-//! processes whose entry point is [`worker_main`].
+//! or, for real isolation from decoder and detector bugs, in a pool of worker processes whose
+//! entry point is [`worker_main`]; each confines itself (rlimits, Landlock, seccomp) before it
+//! reads an image and reports an [`IsolationStatus`] that the analyser keeps.
 
 mod analyzer;
 mod decode;
 mod detect;
 mod protocol;
 mod quality;
+mod sandbox;
 mod worker;
 
 #[cfg(test)]
@@ -22,9 +24,10 @@ mod tests;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-pub use analyzer::{AnalyzeError, Analyzer, Isolation};
+pub use analyzer::{AnalyzeError, Analyzer, Isolation, IsolationReport};
 pub use detect::detect_gray;
-pub use worker::worker_main;
+pub use sandbox::{IsolationStatus, LandlockState, SeccompState};
+pub use worker::{confinement_self_test, worker_main};
 
 /// Input limits, enforced before and during decoding.
 ///

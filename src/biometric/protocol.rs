@@ -1,6 +1,7 @@
 //! Length-prefixed binary protocol between the server and its worker processes.
 //!
 //! ```text
+//! hello:    "TPH1" | u32 LE n | n bytes JSON IsolationStatus        (once, when the worker is confined)
 //! request:  "TPQ1" | u32 LE n | n bytes JSON {declared, limits, settings} | u32 LE m | m bytes image
 //! response: "TPR1" | u32 LE n | n bytes JSON Result<Analysis, Rejection> (no `sanitized`) | u32 LE m | m bytes sanitized image
 //! ```
@@ -9,16 +10,20 @@
 //! treats worker output as untrusted: every length is bounded before anything is allocated,
 //! and any deviation is reported as [`ResponseError`] instead of panicking.
 
-use super::{Analysis, DetectorSettings, ImageFormat, Limits, Rejection};
+use super::{Analysis, DetectorSettings, ImageFormat, IsolationStatus, Limits, Rejection};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+const HELLO_MAGIC: &[u8; 4] = b"TPH1";
 const REQUEST_MAGIC: &[u8; 4] = b"TPQ1";
 const RESPONSE_MAGIC: &[u8; 4] = b"TPR1";
 
 /// Largest request header accepted by the worker; real headers are a few hundred bytes.
 const MAX_REQUEST_HEADER: u32 = 64 * 1024;
+
+/// Largest hello JSON accepted by the server; a real one is a few hundred bytes.
+const MAX_HELLO_JSON: u32 = 64 * 1024;
 
 /// Largest response JSON accepted by the server: room for tens of thousands of faces.
 const MAX_RESPONSE_JSON: u32 = 8 * 1024 * 1024;
@@ -61,6 +66,37 @@ impl From<io::Error> for ResponseError {
             ResponseError::Io(err)
         }
     }
+}
+
+/// Announces the worker's confinement (worker side), before it reads any request. The caller
+/// flushes.
+pub(crate) fn write_hello<W: Write>(writer: &mut W, status: &IsolationStatus) -> io::Result<()> {
+    let json = serde_json::to_vec(status).map_err(io::Error::other)?;
+    writer.write_all(HELLO_MAGIC)?;
+    writer.write_all(&len_u32(json.len())?.to_le_bytes())?;
+    writer.write_all(&json)
+}
+
+/// Receives the worker's hello (server side).
+pub(crate) async fn read_hello<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<IsolationStatus, ResponseError> {
+    let mut magic = [0u8; 4];
+    reader.read_exact(&mut magic).await?;
+    if &magic != HELLO_MAGIC {
+        return Err(ResponseError::Malformed(format!(
+            "bad hello marker {magic:02x?}"
+        )));
+    }
+    let json_len = reader.read_u32_le().await?;
+    if json_len > MAX_HELLO_JSON {
+        return Err(ResponseError::Malformed(format!(
+            "hello of {json_len} bytes exceeds {MAX_HELLO_JSON}"
+        )));
+    }
+    let json = read_bounded_async(reader, u64::from(json_len)).await?;
+    serde_json::from_slice(&json)
+        .map_err(|err| ResponseError::Malformed(format!("hello is not valid JSON: {err}")))
 }
 
 /// Sends one request (server side).
@@ -295,6 +331,30 @@ mod tests {
         let mut huge = REQUEST_MAGIC.to_vec();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(read_request(&mut huge.as_slice()).is_err());
+    }
+
+    #[tokio::test]
+    async fn hello_round_trip_and_refusals() {
+        let status = IsolationStatus {
+            rlimits: "some".to_owned(),
+            no_new_privs: true,
+            landlock: super::super::LandlockState::Partial,
+            landlock_abi: Some(7),
+            seccomp: super::super::SeccompState::Enforced,
+            notes: vec!["a note".to_owned()],
+        };
+        let mut wire = Vec::new();
+        write_hello(&mut wire, &status).unwrap();
+        assert_eq!(read_hello(&mut wire.as_slice()).await.unwrap(), status);
+
+        let mut oversized = HELLO_MAGIC.to_vec();
+        oversized.extend_from_slice(&u32::MAX.to_le_bytes());
+        for case in [&wire[..wire.len() - 1], b"TPR1\0\0\0\0", &oversized] {
+            assert!(
+                read_hello(&mut &case[..]).await.is_err(),
+                "accepted {case:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -1,54 +1,142 @@
-//! The worker process: runs [`analyze`] on requests from its parent, inside resource limits.
+//! The worker process: runs [`analyze`] on requests from its parent, inside a sandbox.
 //!
-//! A worker handles one request at a time over stdin/stdout (see the protocol module). It
-//! confines itself before reading any input: bounded address space, no file writes, few file
-//! descriptors, no core dumps. A decoder or detector bug then costs one worker process, which
-//! the parent replaces, rather than the server.
+//! A worker handles one request at a time over stdin/stdout (see the protocol module). After
+//! loading the face model it confines itself (see the sandbox module) and tells its parent how
+//! far that went in a hello frame, all before reading any input. A decoder or detector bug then
+//! costs one worker process, which the parent replaces, and an image that takes the worker over
+//! finds no file, socket, program or other process within reach.
 //!
 //! Because `RLIMIT_FSIZE` is 0, writing to a stderr that is redirected to a regular file would
 //! kill the worker with `SIGXFSZ`; the worker therefore only writes to stderr right before it
-//! exits, and reports everything else through its exit code.
+//! exits, and reports everything else through its hello frame or its exit code.
 
 use super::protocol::{self, Incoming};
-use super::{Rejection, analyze, detect};
+use super::{IsolationStatus, Rejection, analyze, detect, sandbox};
+use serde::Serialize;
 use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
 use std::process::ExitCode;
-
-/// Address-space ceiling: twice the default decoder budget, with room for the binary itself.
-const ADDRESS_SPACE_BYTES: u64 = 1024 * 1024 * 1024;
-
-/// Enough for stdin, stdout and stderr; the worker opens nothing else.
-const MAX_OPEN_FILES: u64 = 8;
 
 /// Exit code when the parent sends something that is not a valid request.
 const EXIT_PROTOCOL: u8 = 2;
-/// Exit code when the worker cannot confine itself; it refuses to run unconfined.
+/// Exit code when the worker cannot set its resource limits; it refuses to run without them.
 const EXIT_LIMITS: u8 = 3;
 /// Exit code when the embedded face model cannot be loaded.
 const EXIT_MODEL: u8 = 4;
 
-/// Entry point of a worker process (`trustplane worker`): applies rlimits to itself (address
-/// space 1 GiB via `RLIMIT_AS`, `RLIMIT_FSIZE` 0 so it cannot write files, `RLIMIT_NOFILE`
-/// small, `RLIMIT_CORE` 0), then loops reading length-prefixed requests from stdin and writing
+/// Entry point of a worker process (`trustplane worker`): loads the face model, confines
+/// itself, sends its hello, then loops reading length-prefixed requests from stdin and writing
 /// length-prefixed responses to stdout until EOF. Returns the process exit code.
 ///
 /// Nothing else may write to stdout in this process: it carries the protocol.
 pub fn worker_main() -> ExitCode {
-    if let Err(err) = confine() {
-        eprintln!("trustplane worker: cannot apply resource limits: {err}");
-        return ExitCode::from(EXIT_LIMITS);
-    }
-    if let Err(err) = detect::warm_up() {
-        eprintln!("trustplane worker: {err}");
-        return ExitCode::from(EXIT_MODEL);
-    }
+    let isolation = match start() {
+        Ok(isolation) => isolation,
+        Err(code) => return code,
+    };
     let stdin = io::stdin().lock();
-    let stdout = io::stdout().lock();
-    match serve(stdin, stdout) {
+    let mut stdout = io::stdout().lock();
+    let served = protocol::write_hello(&mut stdout, &isolation)
+        .and_then(|()| stdout.flush())
+        .and_then(|()| serve(stdin, stdout));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("trustplane worker: {err}");
             ExitCode::from(EXIT_PROTOCOL)
+        }
+    }
+}
+
+/// `trustplane worker --self-test-confinement PATH`: starts exactly as a worker does, then
+/// tries what a hijacked worker would (read `path`, open a socket, start a program) and what a
+/// decoder may need (start a thread), and prints the outcomes as one JSON object on stdout.
+///
+/// Tests run it to prove the confinement of real workers; operators can run it to see what
+/// their kernel enforces (stdout must not be a regular file: the worker may not write files).
+pub fn confinement_self_test(path: &Path) -> ExitCode {
+    // Found before confinement, which leaves no file to look at.
+    let exe = std::env::current_exe();
+    let isolation = match start() {
+        Ok(isolation) => isolation,
+        Err(code) => return code,
+    };
+    let report = SelfTestReport {
+        read_file: Attempt::of(std::fs::read(path)),
+        socket: Attempt::of(std::net::UdpSocket::bind(("127.0.0.1", 0))),
+        // No /dev/null, which Landlock would refuse before any process starts, and one pipe
+        // only, for the descriptor limit; stdout is captured so it cannot corrupt the report.
+        spawn_process: Attempt::of(exe.and_then(|exe| {
+            std::process::Command::new(exe)
+                .arg("--version")
+                .stdin(std::process::Stdio::inherit())
+                .stderr(std::process::Stdio::inherit())
+                .output()
+        })),
+        spawn_thread: Attempt::of(std::thread::Builder::new().spawn(|| ()).and_then(|thread| {
+            thread
+                .join()
+                .map_err(|_| io::Error::other("thread panicked"))
+        })),
+        isolation,
+    };
+    match serde_json::to_string(&report) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("trustplane worker: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Start-up shared by the worker and its self-test, so that the test proves what production
+/// does. Everything before [`sandbox::confine`] is trusted set-up (the embedded face model);
+/// nothing after it runs unconfined, and no input is read before it.
+fn start() -> Result<IsolationStatus, ExitCode> {
+    if let Err(err) = detect::warm_up() {
+        eprintln!("trustplane worker: {err}");
+        return Err(ExitCode::from(EXIT_MODEL));
+    }
+    sandbox::confine().map_err(|err| {
+        eprintln!("trustplane worker: cannot apply resource limits: {err}");
+        ExitCode::from(EXIT_LIMITS)
+    })
+}
+
+/// What the self-test found.
+#[derive(Serialize)]
+struct SelfTestReport {
+    isolation: IsolationStatus,
+    read_file: Attempt,
+    socket: Attempt,
+    spawn_process: Attempt,
+    spawn_thread: Attempt,
+}
+
+/// Whether an operation succeeded, and if not, with which error.
+#[derive(Serialize)]
+struct Attempt {
+    allowed: bool,
+    errno: Option<i32>,
+    error: Option<String>,
+}
+
+impl Attempt {
+    fn of<T>(result: io::Result<T>) -> Self {
+        match result {
+            Ok(_) => Self {
+                allowed: true,
+                errno: None,
+                error: None,
+            },
+            Err(err) => Self {
+                allowed: false,
+                errno: err.raw_os_error(),
+                error: Some(err.to_string()),
+            },
         }
     }
 }
@@ -68,38 +156,6 @@ fn serve<R: Read, W: Write>(mut input: R, output: W) -> io::Result<()> {
         protocol::write_response(&mut output, &result)?;
         output.flush()?;
     }
-    Ok(())
-}
-
-/// Applies the worker's resource limits to the current process, lowering hard limits too so
-/// that compromised code cannot raise them again.
-#[cfg(unix)]
-fn confine() -> io::Result<()> {
-    use rlimit::Resource;
-
-    let limits = [
-        (Resource::AS, ADDRESS_SPACE_BYTES),
-        (Resource::FSIZE, 0),
-        (Resource::NOFILE, MAX_OPEN_FILES),
-        (Resource::CORE, 0),
-    ];
-    for (resource, wanted) in limits {
-        if !resource.is_supported() {
-            continue;
-        }
-        let (soft, hard) = resource.get()?;
-        let hard = hard.min(wanted);
-        let soft = soft.min(hard);
-        resource
-            .set(soft, hard)
-            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", resource.as_name())))?;
-    }
-    Ok(())
-}
-
-/// Resource limits are a Unix facility; elsewhere the worker runs unconfined.
-#[cfg(not(unix))]
-fn confine() -> io::Result<()> {
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! The dashboard: live controls that exist today (MFA coverage, audit chain) and labelled
-//! placeholders for the areas still to come.
+//! The dashboard: live controls that exist today (MFA coverage, audit chain, worker isolation)
+//! and labelled placeholders for the areas still to come.
 
 use askama::Template;
 use axum::extract::State;
@@ -7,6 +7,7 @@ use axum::response::Html;
 
 use crate::app::AppState;
 use crate::audit;
+use crate::biometric::{IsolationReport, LandlockState, SeccompState};
 use crate::error::AppResult;
 use crate::portal::routes::{Access, PortalRoute, Visitor};
 use crate::portal::shell::{Shell, html};
@@ -27,6 +28,78 @@ struct RetentionCard {
     oldest_production: String,
     oldest_demo: String,
     last_purge: String,
+}
+
+/// The ISO-1 control as the dashboard shows it: how image workers are kept from the rest of
+/// the machine, as the most recently started worker reported it.
+struct IsolationCard {
+    ok: bool,
+    summary: &'static str,
+    /// Mechanism and its state, in words.
+    rows: Vec<(&'static str, String)>,
+    /// What the worker said is weaker than intended.
+    notes: Vec<String>,
+}
+
+impl IsolationCard {
+    fn new(report: IsolationReport) -> Self {
+        let status = match report {
+            IsolationReport::InProcess => {
+                return Self {
+                    ok: false,
+                    summary: "Images are analysed inside the server process \
+                              (detect_isolation = \"thread\"): not isolated.",
+                    rows: Vec::new(),
+                    notes: Vec::new(),
+                };
+            }
+            IsolationReport::Pending => {
+                return Self {
+                    ok: false,
+                    summary: "No image worker has reported its confinement yet; \
+                              check the server log if this persists.",
+                    rows: Vec::new(),
+                    notes: Vec::new(),
+                };
+            }
+            IsolationReport::Workers(status) => status,
+        };
+        // Every Landlock ABI handles opening, creating, removing and running files; later ABIs
+        // add finer rights (truncation, device ioctls, named Unix sockets).
+        let landlock = match (status.landlock, status.landlock_abi) {
+            (LandlockState::Enforced, _) => "enforced: no file access".to_owned(),
+            (LandlockState::Partial, Some(abi)) => format!(
+                "partially enforced (kernel ABI {abi}): no file can be opened, created or run"
+            ),
+            (LandlockState::Partial, None) => {
+                "partially enforced: no file can be opened, created or run".to_owned()
+            }
+            (LandlockState::Unavailable, _) => "unavailable".to_owned(),
+        };
+        let seccomp = match status.seccomp {
+            SeccompState::Enforced => {
+                "enforced: no sockets, programs, new processes or ptrace".to_owned()
+            }
+            SeccompState::Unavailable => "unavailable".to_owned(),
+        };
+        let no_new_privs = if status.no_new_privs {
+            "set"
+        } else {
+            "not set"
+        };
+        Self {
+            ok: status.is_confined(),
+            summary: "Separate processes of the server's user, confined by the kernel before \
+                      they read an image. Not a container or VM.",
+            rows: vec![
+                ("rlimits", status.rlimits.clone()),
+                ("Landlock", landlock),
+                ("seccomp", seccomp),
+                ("no_new_privs", no_new_privs.to_owned()),
+            ],
+            notes: status.notes,
+        }
+    }
 }
 
 fn age_label(age: Option<i64>) -> String {
@@ -53,6 +126,7 @@ struct DashboardPage {
     audit_rows: i64,
     audit_head: String,
     retention: RetentionCard,
+    isolation: IsolationCard,
     active_keys: i64,
     customers: i64,
     backup_ok: bool,
@@ -104,6 +178,7 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
             (Some(at), _) => format!("FAILED {}", crate::clock::format_ms(at)),
             (None, _) => "never".into(),
         },
+        isolation: IsolationCard::new(state.analyzer.isolation_report()),
         active_keys: counts.try_get("keys")?,
         customers: counts.try_get("customers")?,
         upcoming: vec![

@@ -1,9 +1,119 @@
-//! Process isolation: analyses run in real worker processes of the trustplane binary, and a
-//! worker that crashes, hangs, is killed or talks nonsense costs one request, never the pool.
+//! Process isolation: analyses run in real worker processes of the trustplane binary, which
+//! confine themselves (no files, sockets or programs) before reading an image, and a worker
+//! that crashes, hangs, is killed or talks nonsense costs one request, never the pool.
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
-use trustplane::biometric::{AnalyzeError, ImageFormat, Limits, Rejection};
+use trustplane::biometric::{
+    AnalyzeError, ImageFormat, IsolationReport, IsolationStatus, LandlockState, Limits, Rejection,
+    SeccompState,
+};
+use trustplane::staff::model::Role;
+
+use crate::helpers::{Backend, spawn_app};
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_confined_worker_cannot_read_the_keyring_open_a_socket_or_start_a_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join("keyring.json");
+    trustplane::crypto::Keyring::load_or_create(&keyring).unwrap();
+    assert!(
+        std::fs::read(&keyring).is_ok(),
+        "the server's user can read it"
+    );
+
+    let report = self_test_confinement(&keyring);
+
+    let isolation = &report.isolation;
+    assert!(isolation.no_new_privs, "{isolation:?}");
+    assert_ne!(
+        isolation.landlock,
+        LandlockState::Unavailable,
+        "this test needs a kernel with Landlock (Linux 5.13+): {isolation:?}"
+    );
+    assert_eq!(isolation.seccomp, SeccompState::Enforced, "{isolation:?}");
+    // Landlock refuses the open; seccomp refuses the socket and the new process.
+    assert_eq!(report.read_file.errno, Some(libc::EACCES), "{report:?}");
+    assert_eq!(report.socket.errno, Some(libc::EPERM), "{report:?}");
+    assert_eq!(report.spawn_process.errno, Some(libc::EPERM), "{report:?}");
+    // Threads, which decoders may use, still work.
+    assert!(report.spawn_thread.allowed, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_confined_worker_still_detects_faces_and_the_pool_keeps_its_report() {
+    let analyzer = process_analyzer(1, Limits::default(), Duration::from_secs(60));
+
+    let analysis = analyzer
+        .analyze(fixture("astronaut.png"), None)
+        .await
+        .unwrap();
+    assert_eq!(analysis.faces.len(), 1, "{:?}", analysis.faces);
+
+    let IsolationReport::Workers(status) = analyzer.isolation_report() else {
+        panic!(
+            "no report after a request: {:?}",
+            analyzer.isolation_report()
+        );
+    };
+    assert!(status.is_confined(), "{status:?}");
+    assert!(status.rlimits.contains("no file writes"), "{status:?}");
+}
+
+#[tokio::test]
+async fn the_pool_reports_what_a_worker_says_before_any_request() {
+    let weak = IsolationStatus {
+        rlimits: "none".to_owned(),
+        no_new_privs: false,
+        landlock: LandlockState::Unavailable,
+        landlock_abi: None,
+        seccomp: SeccompState::Unavailable,
+        notes: vec!["the kernel has no Landlock".to_owned()],
+    };
+    let json = serde_json::to_vec(&weak).unwrap();
+    let mut hello = b"TPH1".to_vec();
+    hello.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    hello.extend_from_slice(&json);
+    let dir = tempfile::tempdir().unwrap();
+    let hello_path = dir.path().join("hello");
+    std::fs::write(&hello_path, hello).unwrap();
+
+    let analyzer = fake_analyzer(&format!(
+        "cat '{}'; exec cat >/dev/null",
+        hello_path.display()
+    ));
+    let report = wait_for_report(&analyzer).await;
+    assert_eq!(report, IsolationReport::Workers(weak));
+    assert!(!matches!(report, IsolationReport::Workers(ref s) if s.is_confined()));
+
+    let threads = trustplane::biometric::Analyzer::new(
+        Isolation::Thread,
+        1,
+        0,
+        Limits::default(),
+        DetectorSettings::default(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(threads.isolation_report(), IsolationReport::InProcess);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_isolation_control_shows_on_the_dashboard() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (admin, _) = app.logged_in_as(Role::Admin).await;
+    wait_for_report(&app.state.analyzer).await;
+
+    let page = app.get(&admin, "/").await.text().await.unwrap();
+    assert!(
+        page.contains("card control ok\" data-control=\"ISO\""),
+        "{page}"
+    );
+    assert!(page.contains("seccomp: <strong>enforced"), "{page}");
+    assert!(page.contains("no_new_privs: <strong>set"), "{page}");
+    assert!(page.contains("Landlock: <strong>"), "{page}");
+}
 
 #[tokio::test]
 async fn detects_faces_in_a_worker_process() {
@@ -190,6 +300,54 @@ async fn killed_worker_fails_its_request_and_is_replaced() {
 }
 
 // Helpers.
+
+/// What `trustplane worker --self-test-confinement` prints.
+#[derive(serde::Deserialize, Debug)]
+pub struct SelfTestReport {
+    pub isolation: IsolationStatus,
+    pub read_file: Attempt,
+    pub socket: Attempt,
+    pub spawn_process: Attempt,
+    pub spawn_thread: Attempt,
+}
+
+#[derive(serde::Deserialize, Debug)]
+pub struct Attempt {
+    pub allowed: bool,
+    pub errno: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// Runs the worker binary's confinement self-test against `path`.
+pub fn self_test_confinement(path: &std::path::Path) -> SelfTestReport {
+    let output = std::process::Command::new(WORKER_EXE)
+        .arg("worker")
+        .arg("--self-test-confinement")
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+/// The pool's isolation report once a worker has sent its hello (which it does at start-up).
+pub async fn wait_for_report(analyzer: &Analyzer) -> IsolationReport {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let report = analyzer.isolation_report();
+        if report != IsolationReport::Pending || Instant::now() > deadline {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
