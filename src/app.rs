@@ -52,6 +52,8 @@ pub struct App {
     pub analyzer: crate::biometric::Analyzer,
     /// Per-IP limiter of the demo endpoint.
     pub demo_limiter: crate::api::demo::DemoLimiter,
+    /// Business days, time zone and holidays every SLA deadline is computed with.
+    pub sla_calendar: crate::sla::BusinessCalendar,
 }
 
 impl std::fmt::Debug for App {

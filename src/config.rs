@@ -97,6 +97,12 @@ pub struct Config {
     /// Days a full client address stays in the audit log before the retention purge cuts it
     /// down to its network (IPv4 /24, IPv6 /48).
     pub audit_ip_retention_days: i64,
+    /// IANA time zone SLA business days are counted in, e.g. `Europe/Berlin`.
+    pub sla_timezone: String,
+    /// Weekdays that count as business days (`mon` … `sun`).
+    pub sla_working_days: Vec<String>,
+    /// Dates (`YYYY-MM-DD`, in `sla_timezone`) that are not business days.
+    pub sla_holidays: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -110,6 +116,7 @@ impl std::fmt::Debug for Config {
             .field("metrics_token", &"[redacted]")
             .field("smtp_url", &redact_url(&self.smtp_url))
             .field("smtp_password", &"[redacted]")
+            .field("sla_timezone", &self.sla_timezone)
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +161,11 @@ impl Default for Config {
             mail_from: "trustplane <trustplane@localhost>".into(),
             backup_keep: 14,
             audit_ip_retention_days: 30,
+            sla_timezone: "UTC".into(),
+            sla_working_days: ["mon", "tue", "wed", "thu", "fri"]
+                .map(str::to_owned)
+                .to_vec(),
+            sla_holidays: Vec::new(),
         }
     }
 }
@@ -333,7 +345,18 @@ impl Config {
         if !self.public_url.is_empty() && url::Url::parse(&self.public_url).is_err() {
             return Err(invalid("public_url", "is not a valid URL"));
         }
+        self.sla_calendar()?;
         Ok(())
+    }
+
+    /// The business-day calendar of SLA deadlines.
+    pub fn sla_calendar(&self) -> Result<crate::sla::BusinessCalendar, ConfigError> {
+        crate::sla::BusinessCalendar::parse(
+            &self.sla_timezone,
+            &self.sla_working_days,
+            &self.sla_holidays,
+        )
+        .map_err(|e| invalid(e.key, e.problem))
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -473,6 +496,34 @@ mod tests {
                 .err()
                 .ok_or("expected an error")?;
             assert!(err.to_string().contains("lisen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn sla_calendar_settings_are_validated_with_the_key_named() {
+        assert!(Config::default().sla_calendar().is_ok());
+        let config = Config {
+            sla_timezone: "Europe/Atlantis".into(),
+            ..Config::default()
+        };
+        assert_eq!(config.validate().unwrap_err().key, "sla_timezone");
+        let config = Config {
+            sla_holidays: vec!["2026-12-24".into(), "Christmas".into()],
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.key, "sla_holidays");
+        assert!(err.to_string().contains("Christmas"), "{err}");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "trustplane.toml",
+                "sla_timezone = \"Europe/Berlin\"\nsla_working_days = [\"mon\", \"tue\"]\n\
+                 sla_holidays = [\"2026-12-24\"]",
+            )?;
+            let config = Config::load_from(Path::new("trustplane.toml"), config_env())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.sla_working_days, vec!["mon", "tue"]);
             Ok(())
         });
     }

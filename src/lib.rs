@@ -53,6 +53,8 @@ pub mod portal;
 pub mod retention;
 /// Start-up, TLS, first-run setup link, graceful shutdown.
 pub mod server;
+/// SLA deadlines: the business-day calendar (time zone, working days, holidays).
+pub mod sla;
 /// Staff accounts, roles and their admin pages.
 pub mod staff;
 /// Request context, cookies, security headers, form extraction.
