@@ -53,7 +53,7 @@ pub mod portal;
 pub mod retention;
 /// Start-up, TLS, first-run setup link, graceful shutdown.
 pub mod server;
-/// SLA deadlines: the business-day calendar (time zone, working days, holidays).
+/// SLA clocks for every deadline: business-day calendar, start, pause, resume, stop, events.
 pub mod sla;
 /// Staff accounts, roles and their admin pages.
 pub mod staff;
