@@ -53,7 +53,8 @@ pub mod portal;
 pub mod retention;
 /// Start-up, TLS, first-run setup link, graceful shutdown.
 pub mod server;
-/// SLA clocks for every deadline: business-day calendar, start, pause, resume, stop, events.
+/// SLA clocks for every deadline: business-day calendar, start, pause, resume, stop, events,
+/// and the watch job (breach, reminder, escalation).
 pub mod sla;
 /// Staff accounts, roles and their admin pages.
 pub mod staff;

@@ -3,9 +3,10 @@
 //! dates) is a clock in one `sla_clocks` table, started, paused, resumed and stopped through
 //! the functions below. A capability never computes its own deadline.
 //!
-//! Every step of a clock is written to `sla_events`, which capabilities read for their
-//! timelines ([`events_for_subject`], [`events_after`]). Every change is audited in the
-//! caller's transaction.
+//! The `sla_watch` job ([`watch`]) records breaches at the exact deadline, sends the one
+//! reminder and the repeated escalations by email, and writes every step to `sla_events`,
+//! which capabilities read for their timelines ([`events_for_subject`], [`events_after`]).
+//! Every change is audited in the caller's transaction.
 //!
 //! ```ignore
 //! let clock = sla::start(&mut tx, now, &ClockSpec { subject: Subject::new(SubjectKind::Incident, &id),
@@ -23,6 +24,7 @@ pub mod format;
 pub mod model;
 pub mod spec;
 pub mod store;
+pub mod watch;
 
 use sqlx::AnyConnection;
 

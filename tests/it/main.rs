@@ -13,4 +13,5 @@ mod mail;
 mod operations;
 mod rbac;
 mod retention;
+mod sla;
 mod staff;
