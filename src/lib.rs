@@ -54,7 +54,7 @@ pub mod retention;
 /// Start-up, TLS, first-run setup link, graceful shutdown.
 pub mod server;
 /// SLA clocks for every deadline: business-day calendar, start, pause, resume, stop, events,
-/// and the watch job (breach, reminder, escalation).
+/// the watch job (breach, reminder, escalation) and signed webhooks.
 pub mod sla;
 /// Staff accounts, roles and their admin pages.
 pub mod staff;

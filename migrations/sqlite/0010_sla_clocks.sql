@@ -1,6 +1,6 @@
 -- SLA clocks: one table for every deadline (incident triage, authority notice, finding
--- remediation, disclosure acknowledgement, review and vendor due dates) and the events each
--- clock records for the timelines of its subject.
+-- remediation, disclosure acknowledgement, review and vendor due dates), the events each
+-- clock records for the timelines of its subject, and the outgoing webhook queue.
 -- Timestamps are Unix milliseconds; counters are INTEGER.
 
 CREATE TABLE sla_clocks (
@@ -50,3 +50,20 @@ CREATE TABLE sla_events (
     detail    TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX sla_events_by_clock ON sla_events(clock_id, id);
+
+CREATE TABLE webhook_outbox (
+    id               TEXT PRIMARY KEY,
+    url              TEXT NOT NULL,
+    event            TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    related          TEXT NOT NULL,
+    created_at       BIGINT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  BIGINT NOT NULL,
+    last_status      INTEGER,
+    last_error       TEXT,
+    sent_at          BIGINT,
+    failed_at        BIGINT
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox(next_attempt_at)
+    WHERE sent_at IS NULL AND failed_at IS NULL;

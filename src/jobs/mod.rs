@@ -26,7 +26,7 @@ pub struct JobSpec {
 }
 
 /// Every scheduled job.
-pub const JOBS: [JobSpec; 6] = [
+pub const JOBS: [JobSpec; 7] = [
     JobSpec {
         name: "retention_purge",
         schedule: "0 */10 * * * *",
@@ -37,7 +37,12 @@ pub const JOBS: [JobSpec; 6] = [
         name: "sla_watch",
         schedule: "0 * * * * *",
         description: "Records SLA breaches at their deadline, sends the one reminder and the \
-                      repeated escalations by email, and writes SLA events.",
+                      repeated escalations (email and signed webhooks), and writes SLA events.",
+    },
+    JobSpec {
+        name: "webhook_deliver",
+        schedule: "0 * * * * *",
+        description: "Delivers queued SLA webhooks (HMAC-SHA256 signed), retrying with backoff.",
     },
     JobSpec {
         name: "outbox_deliver",
@@ -129,6 +134,9 @@ async fn execute(state: &AppState, job: &str, run_id: &str) -> anyhow::Result<Va
         }
         "outbox_deliver" => Ok(serde_json::to_value(crate::notify::deliver(state).await?)?),
         "sla_watch" => Ok(serde_json::to_value(crate::sla::watch::run(state).await?)?),
+        "webhook_deliver" => Ok(serde_json::to_value(
+            crate::sla::webhook::deliver(state).await?,
+        )?),
         "failed_jobs_digest" => crate::notify::failed_jobs_digest(state).await,
         "backup_daily" => crate::backup::scheduled(state).await,
         "backup_restore_test" => crate::backup::restore_test(state).await,

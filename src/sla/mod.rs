@@ -4,9 +4,10 @@
 //! the functions below. A capability never computes its own deadline.
 //!
 //! The `sla_watch` job ([`watch`]) records breaches at the exact deadline, sends the one
-//! reminder and the repeated escalations by email, and writes every step to `sla_events`,
-//! which capabilities read for their timelines ([`events_for_subject`], [`events_after`]).
-//! Every change is audited in the caller's transaction.
+//! reminder and the repeated escalations by email (and signed webhooks, [`webhook`]), and
+//! writes every step to `sla_events`, which capabilities read for their timelines
+//! ([`events_for_subject`], [`events_after`]). Every change is audited in the caller's
+//! transaction.
 //!
 //! ```ignore
 //! let clock = sla::start(&mut tx, now, &ClockSpec { subject: Subject::new(SubjectKind::Incident, &id),
@@ -25,6 +26,7 @@ pub mod model;
 pub mod spec;
 pub mod store;
 pub mod watch;
+pub mod webhook;
 
 use sqlx::AnyConnection;
 

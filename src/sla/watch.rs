@@ -1,7 +1,7 @@
 //! The `sla_watch` job, run every minute: records breaches, sends reminders and escalations.
 //!
 //! Each step claims its work with a conditional `UPDATE` (see [`super::store`]) in the same
-//! transaction as the emails, event and audit row it causes, and acts only when
+//! transaction as the emails, webhooks, event and audit row it causes, and acts only when
 //! its update changed a row. The job lease already keeps two nodes from running the same
 //! occurrence; the claims also hold when a manual run and a scheduled run overlap, so an
 //! escalation is never sent twice.
@@ -12,7 +12,7 @@ use sqlx::AnyConnection;
 
 use super::format::span;
 use super::model::{ClockState, EventKind, SlaClock};
-use super::store;
+use super::{store, webhook};
 use crate::app::AppState;
 use crate::audit::{self, AuditEvent, RequestMeta};
 use crate::clock::{Millis, format_ms};
@@ -24,6 +24,7 @@ pub struct WatchReport {
     pub reminded: i64,
     pub escalated: i64,
     pub emails: i64,
+    pub webhooks: i64,
 }
 
 /// Batches per step and run; a backlog larger than this waits for the next minute.
@@ -89,6 +90,7 @@ async fn record_breaches(
                     "sla.breach",
                 )
                 .await?;
+                report.webhooks += announce(state, &mut tx, &breached, "sla.breached", now).await?;
                 report.breached += 1;
             }
             tx.commit().await?;
@@ -138,6 +140,7 @@ async fn send_reminders(
                     "sla.remind",
                 )
                 .await?;
+                report.webhooks += announce(state, &mut tx, clock, "sla.reminder", now).await?;
                 report.reminded += 1;
             }
             tx.commit().await?;
@@ -185,6 +188,8 @@ async fn send_escalations(
                     "sla.escalate",
                 )
                 .await?;
+                report.webhooks +=
+                    announce(state, &mut tx, &escalated, "sla.escalation", now).await?;
                 report.escalated += 1;
             }
             tx.commit().await?;
@@ -268,4 +273,18 @@ async fn email(
         .await?;
     }
     Ok(recipients.len() as i64)
+}
+
+/// Queues the signed webhook of a step for every configured receiver; returns how many.
+async fn announce(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    clock: &SlaClock,
+    event: &str,
+    now: Millis,
+) -> anyhow::Result<i64> {
+    let body = webhook::payload(event, clock, &link(state, clock), now);
+    let queued =
+        webhook::enqueue(conn, &state.config.sla_webhooks, event, &body, clock, now).await?;
+    Ok(queued)
 }

@@ -1,7 +1,11 @@
 //! SLA clocks: breach at the exact deadline, reminders and escalations through a real SMTP
-//! server, two nodes never escalating twice, pause/resume, business days over Christmas.
+//! server, two nodes never escalating twice, pause/resume, business days over Christmas,
+//! signed webhooks to a loopback receiver.
+
+use std::sync::{Arc, Mutex};
 
 use chrono::TimeZone;
+use hmac::{Hmac, Mac};
 use trustplane::audit::RequestMeta;
 use trustplane::clock::{HOUR, MINUTE, Millis};
 use trustplane::jobs::Scheduler;
@@ -452,3 +456,131 @@ async fn a_business_day_clock_skips_christmas_and_new_year(backend: Backend) {
     assert_eq!(watch(&app).await.breached, 1);
 }
 both_backends!(a_business_day_clock_skips_christmas_and_new_year);
+
+type Hooks = Arc<Mutex<Vec<(String, serde_json::Value, bool)>>>;
+
+/// A webhook receiver on loopback: checks the signature and fails its first request.
+async fn receiver(secret: &'static str) -> (String, Hooks) {
+    use axum::http::{HeaderMap, StatusCode};
+    let hooks: Hooks = Arc::default();
+    let seen = hooks.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+                mac.update(&body);
+                let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                let given = headers
+                    .get("x-trustplane-signature-256")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let event = headers
+                    .get("x-trustplane-event")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let json = serde_json::from_slice(&body).unwrap_or_default();
+                let mut all = seen.lock().unwrap();
+                all.push((event, json, given == expected));
+                if all.len() == 1 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), hooks)
+}
+
+async fn webhooks_are_signed_and_retried_until_the_receiver_accepts(backend: Backend) {
+    const SECRET: &str = "a-receiver-secret-of-some-length";
+    let (url, hooks) = receiver(SECRET).await;
+    let hook_url = url.clone();
+    let app = spawn_app_with(backend, move |c| {
+        c.sla_webhooks = vec![trustplane::config::SlaWebhook {
+            url: hook_url,
+            secret_env: "TRUSTPLANE_WEBHOOK_SECRET_TEST".into(),
+        }];
+    })
+    .await;
+    let receivers = [sla::webhook::Receiver {
+        url: url.clone(),
+        secret: sla::webhook::WebhookSecret::new(SECRET.to_owned()),
+    }];
+    let subject = incident("INC-9");
+    let clock = start(
+        &app,
+        &ClockSpec {
+            reminder_fraction: Some(0.5),
+            ..spec(&app, subject, Duration::Hours(2))
+        },
+    )
+    .await;
+
+    app.clock.set(T0 + HOUR);
+    assert_eq!(watch(&app).await.webhooks, 1);
+    let deliver = |now: Millis| sla::webhook::deliver_due(&app.state.db, &receivers, now);
+    let first = deliver(T0 + HOUR).await.unwrap();
+    assert_eq!(
+        (first.sent, first.retried),
+        (0, 1),
+        "the receiver fails first"
+    );
+    let early = deliver(T0 + HOUR + MINUTE).await.unwrap();
+    assert_eq!((early.sent, early.retried), (0, 0), "waits for the backoff");
+    let second = deliver(T0 + HOUR + 2 * MINUTE).await.unwrap();
+    assert_eq!(second.sent, 1);
+
+    {
+        let seen = hooks.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        for (event, body, valid) in seen.iter() {
+            assert!(valid, "signature verifies");
+            assert_eq!(event, "sla.reminder");
+            assert_eq!(body["event"], "sla.reminder");
+            assert_eq!(body["clock"]["id"], clock.id.as_str());
+            assert_eq!(body["clock"]["state"], "running");
+        }
+    }
+
+    // The breach sends a breach and an escalation hook.
+    app.clock.set(clock.due_at);
+    assert_eq!(watch(&app).await.webhooks, 2);
+    assert_eq!(deliver(clock.due_at).await.unwrap().sent, 2);
+    let mut events: Vec<String> = hooks.lock().unwrap().iter().map(|h| h.0.clone()).collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            "sla.breached",
+            "sla.escalation",
+            "sla.reminder",
+            "sla.reminder"
+        ]
+    );
+    assert!(
+        hooks.lock().unwrap().iter().all(|h| h.2),
+        "every signature verifies"
+    );
+
+    // A receiver with another secret would refuse: the signature depends on the secret.
+    let other = sla::webhook::signature(
+        &sla::webhook::WebhookSecret::new("another-secret-entirely".into()),
+        b"{}",
+    );
+    let ours = sla::webhook::signature(&receivers[0].secret, b"{}");
+    assert_ne!(other, ours);
+    assert!(ours.starts_with("sha256=") && ours.len() == 7 + 64);
+    assert!(
+        !app.database_dump().await.contains(SECRET),
+        "secret never stored"
+    );
+}
+both_backends!(webhooks_are_signed_and_retried_until_the_receiver_accepts);
