@@ -56,6 +56,8 @@ pub struct App {
     pub passwords: crate::authn::PasswordGate,
     /// Accounts with a login secret being verified on this node right now.
     pub login_in_flight: crate::authn::throttle::InFlight,
+    /// Business days, time zone and holidays every SLA deadline is computed with.
+    pub sla_calendar: crate::sla::BusinessCalendar,
 }
 
 impl std::fmt::Debug for App {

@@ -104,7 +104,39 @@ pub struct Config {
     /// Days a full client address stays in the audit log before the retention purge cuts it
     /// down to its network (IPv4 /24, IPv6 /48).
     pub audit_ip_retention_days: i64,
+    /// IANA time zone SLA business days are counted in, e.g. `Europe/Berlin`.
+    pub sla_timezone: String,
+    /// Weekdays that count as business days (`mon` … `sun`).
+    pub sla_working_days: Vec<String>,
+    /// Dates (`YYYY-MM-DD`, in `sla_timezone`) that are not business days.
+    pub sla_holidays: Vec<String>,
+    /// Receivers of signed SLA webhooks (reminder, breach, escalation).
+    pub sla_webhooks: Vec<SlaWebhook>,
 }
+
+/// One webhook receiver. The signing secret is never in the file: `secret_env` names the
+/// environment variable that holds it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaWebhook {
+    /// `https://…`, or `http://` to a loopback address.
+    pub url: String,
+    /// Environment variable with the HMAC-SHA256 secret, e.g. `TRUSTPLANE_WEBHOOK_SECRET_OPS`.
+    pub secret_env: String,
+}
+
+impl std::fmt::Debug for SlaWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlaWebhook")
+            .field("url", &redact_url(&self.url))
+            .field("secret_env", &self.secret_env)
+            .finish()
+    }
+}
+
+/// Prefix of webhook secret variables that may share the `TRUSTPLANE_` namespace without
+/// being read as configuration keys.
+pub const WEBHOOK_SECRET_PREFIX: &str = "TRUSTPLANE_WEBHOOK_SECRET_";
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,6 +149,8 @@ impl std::fmt::Debug for Config {
             .field("metrics_token", &"[redacted]")
             .field("smtp_url", &redact_url(&self.smtp_url))
             .field("smtp_password", &"[redacted]")
+            .field("sla_timezone", &self.sla_timezone)
+            .field("sla_webhooks", &self.sla_webhooks)
             .finish_non_exhaustive()
     }
 }
@@ -164,6 +198,12 @@ impl Default for Config {
             mail_from: "trustplane <trustplane@localhost>".into(),
             backup_keep: 14,
             audit_ip_retention_days: 30,
+            sla_timezone: "UTC".into(),
+            sla_working_days: ["mon", "tue", "wed", "thu", "fri"]
+                .map(str::to_owned)
+                .to_vec(),
+            sla_holidays: Vec::new(),
+            sla_webhooks: Vec::new(),
         }
     }
 }
@@ -195,12 +235,20 @@ const NON_CONFIG_VARS: [&str; 7] = [
     "face_model",
 ];
 
-/// The environment provider: `TRUSTPLANE_<KEY>`, without the variables above.
+/// The environment provider: `TRUSTPLANE_<KEY>`, without the variables above and without
+/// webhook secrets (`TRUSTPLANE_WEBHOOK_SECRET_*`).
 fn config_env() -> Env {
-    Env::prefixed("TRUSTPLANE_").filter(|key| {
+    let secret_prefix = WEBHOOK_SECRET_PREFIX
+        .trim_start_matches("TRUSTPLANE_")
+        .to_ascii_lowercase();
+    Env::prefixed("TRUSTPLANE_").filter(move |key| {
         !NON_CONFIG_VARS
             .iter()
             .any(|v| key.as_str().eq_ignore_ascii_case(v))
+            && !key
+                .as_str()
+                .to_ascii_lowercase()
+                .starts_with(&secret_prefix)
     })
 }
 
@@ -355,7 +403,21 @@ impl Config {
         if !self.public_url.is_empty() && url::Url::parse(&self.public_url).is_err() {
             return Err(invalid("public_url", "is not a valid URL"));
         }
+        self.sla_calendar()?;
+        for (index, hook) in self.sla_webhooks.iter().enumerate() {
+            validate_webhook(index, hook, |name| std::env::var(name).ok())?;
+        }
         Ok(())
+    }
+
+    /// The business-day calendar of SLA deadlines.
+    pub fn sla_calendar(&self) -> Result<crate::sla::BusinessCalendar, ConfigError> {
+        crate::sla::BusinessCalendar::parse(
+            &self.sla_timezone,
+            &self.sla_working_days,
+            &self.sla_holidays,
+        )
+        .map_err(|e| invalid(e.key, e.problem))
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -398,6 +460,63 @@ impl Config {
         }
         let scheme = if self.tls_enabled() { "https" } else { "http" };
         format!("{scheme}://{bound}")
+    }
+}
+
+/// A webhook needs a URL that keeps its payload private in transit and a secret that is set.
+fn validate_webhook(
+    index: usize,
+    hook: &SlaWebhook,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let url_key = format!("sla_webhooks[{index}].url");
+    let url = url::Url::parse(&hook.url).map_err(|_| {
+        invalid(
+            &url_key,
+            "is not a URL like https://hooks.example/trustplane",
+        )
+    })?;
+    let loopback = matches!(
+        url.host_str(),
+        Some("127.0.0.1" | "localhost" | "::1" | "[::1]")
+    );
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(invalid(
+                &url_key,
+                "plain http:// is allowed only to a loopback receiver; use https://",
+            ));
+        }
+        _ => return Err(invalid(&url_key, "scheme must be https")),
+    }
+    let env_key = format!("sla_webhooks[{index}].secret_env");
+    let name = hook.secret_env.trim();
+    if name.is_empty() {
+        return Err(invalid(
+            &env_key,
+            "name the environment variable holding the signing secret",
+        ));
+    }
+    if name.starts_with("TRUSTPLANE_") && !name.starts_with(WEBHOOK_SECRET_PREFIX) {
+        return Err(invalid(
+            &env_key,
+            format!(
+                "variables starting with TRUSTPLANE_ are configuration keys; use {WEBHOOK_SECRET_PREFIX}…"
+            ),
+        ));
+    }
+    match lookup(name) {
+        Some(secret) if secret.len() >= 16 => Ok(()),
+        Some(_) => Err(invalid(
+            &env_key,
+            format!("the secret in {name} is shorter than 16 characters"),
+        )),
+        None => Err(invalid(
+            &env_key,
+            format!("environment variable {name} is not set"),
+        )),
     }
 }
 
@@ -495,6 +614,70 @@ mod tests {
                 .err()
                 .ok_or("expected an error")?;
             assert!(err.to_string().contains("lisen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn sla_calendar_settings_are_validated_with_the_key_named() {
+        assert!(Config::default().sla_calendar().is_ok());
+        let config = Config {
+            sla_timezone: "Europe/Atlantis".into(),
+            ..Config::default()
+        };
+        assert_eq!(config.validate().unwrap_err().key, "sla_timezone");
+        let config = Config {
+            sla_holidays: vec!["2026-12-24".into(), "Christmas".into()],
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.key, "sla_holidays");
+        assert!(err.to_string().contains("Christmas"), "{err}");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "trustplane.toml",
+                "sla_timezone = \"Europe/Berlin\"\nsla_working_days = [\"mon\", \"tue\"]\n\
+                 sla_holidays = [\"2026-12-24\"]",
+            )?;
+            let config = Config::load_from(Path::new("trustplane.toml"), config_env())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.sla_working_days, vec!["mon", "tue"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn webhooks_need_a_private_url_and_a_secret_from_the_environment() {
+        let hook = |url: &str, env: &str| SlaWebhook {
+            url: url.into(),
+            secret_env: env.into(),
+        };
+        let secret = |name: &str| (name == "HOOK_SECRET").then(|| "s".repeat(32));
+        assert!(validate_webhook(0, &hook("https://h.example/x", "HOOK_SECRET"), secret).is_ok());
+        assert!(validate_webhook(0, &hook("http://127.0.0.1:9/x", "HOOK_SECRET"), secret).is_ok());
+        let err =
+            validate_webhook(1, &hook("http://h.example/x", "HOOK_SECRET"), secret).unwrap_err();
+        assert_eq!(err.key, "sla_webhooks[1].url");
+        let err = validate_webhook(0, &hook("https://h.example/x", "UNSET"), secret).unwrap_err();
+        assert_eq!(err.key, "sla_webhooks[0].secret_env");
+        assert!(err.to_string().contains("UNSET is not set"), "{err}");
+        let err = validate_webhook(0, &hook("https://h.example/x", "TRUSTPLANE_LISTEN"), secret)
+            .unwrap_err();
+        assert!(err.to_string().contains(WEBHOOK_SECRET_PREFIX), "{err}");
+        let short = |_: &str| Some("short".to_owned());
+        assert!(validate_webhook(0, &hook("https://h.example/x", "ANY"), short).is_err());
+    }
+
+    #[test]
+    fn webhook_secret_variables_are_not_config_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "TRUSTPLANE_WEBHOOK_SECRET_OPS",
+                "a-long-enough-secret-value",
+            );
+            let config = Config::load_from(Path::new("none.toml"), config_env())
+                .map_err(|e| e.to_string())?;
+            assert!(config.sla_webhooks.is_empty());
             Ok(())
         });
     }

@@ -55,6 +55,9 @@ pub mod portal;
 pub mod retention;
 /// Start-up, TLS, first-run setup link, graceful shutdown.
 pub mod server;
+/// SLA clocks for every deadline: business-day calendar, start, pause, resume, stop, events,
+/// the watch job (breach, reminder, escalation) and signed webhooks.
+pub mod sla;
 /// Staff accounts, roles and their admin pages.
 pub mod staff;
 /// Request context, cookies, security headers, form extraction.

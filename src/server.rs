@@ -35,7 +35,9 @@ pub async fn build_state(
     let blobs = crate::blobs::BlobStore::open(&config.blob_store_url, &config.data_dir)?;
     let analyzer = analyzer_from(&config)?;
     let demo_limiter = crate::api::demo::DemoLimiter::per_minute(config.demo_requests_per_minute);
+    let sla_calendar = config.sla_calendar()?;
     Ok(AppState::new(App {
+        sla_calendar,
         analyzer,
         demo_limiter,
         passwords: crate::authn::PasswordGate::new(

@@ -26,12 +26,23 @@ pub struct JobSpec {
 }
 
 /// Every scheduled job.
-pub const JOBS: [JobSpec; 5] = [
+pub const JOBS: [JobSpec; 7] = [
     JobSpec {
         name: "retention_purge",
         schedule: "0 */10 * * * *",
         description: "Deletes images past their expiry (blob, then record), sweeps orphan blobs, \
                       removes expired sessions and links, and records the purge ledger.",
+    },
+    JobSpec {
+        name: "sla_watch",
+        schedule: "0 * * * * *",
+        description: "Records SLA breaches at their deadline, sends the one reminder and the \
+                      repeated escalations (email and signed webhooks), and writes SLA events.",
+    },
+    JobSpec {
+        name: "webhook_deliver",
+        schedule: "0 * * * * *",
+        description: "Delivers queued SLA webhooks (HMAC-SHA256 signed), retrying with backoff.",
     },
     JobSpec {
         name: "outbox_deliver",
@@ -122,6 +133,10 @@ async fn execute(state: &AppState, job: &str, run_id: &str) -> anyhow::Result<Va
             Ok(serde_json::to_value(report)?)
         }
         "outbox_deliver" => Ok(serde_json::to_value(crate::notify::deliver(state).await?)?),
+        "sla_watch" => Ok(serde_json::to_value(crate::sla::watch::run(state).await?)?),
+        "webhook_deliver" => Ok(serde_json::to_value(
+            crate::sla::webhook::deliver(state).await?,
+        )?),
         "failed_jobs_digest" => crate::notify::failed_jobs_digest(state).await,
         "backup_daily" => crate::backup::scheduled(state).await,
         "backup_restore_test" => crate::backup::restore_test(state).await,

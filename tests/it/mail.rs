@@ -15,13 +15,13 @@ use crate::both_backends;
 use crate::helpers::*;
 
 /// A real SMTP server that prints every message it receives.
-struct SmtpServer {
+pub struct SmtpServer {
     child: Child,
     received: Arc<Mutex<String>>,
 }
 
 impl SmtpServer {
-    fn start(port: u16) -> Self {
+    pub fn start(port: u16) -> Self {
         let has_aiosmtpd = Command::new("python3")
             .args(["-c", "import aiosmtpd"])
             .status()
@@ -66,11 +66,11 @@ impl SmtpServer {
         Self { child, received }
     }
 
-    fn received(&self) -> String {
+    pub fn received(&self) -> String {
         self.received.lock().unwrap().clone()
     }
 
-    fn wait_for(&self, needle: &str) -> bool {
+    pub fn wait_for(&self, needle: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.received().contains(needle) {
@@ -89,7 +89,7 @@ impl Drop for SmtpServer {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

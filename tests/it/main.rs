@@ -15,4 +15,5 @@ mod operations;
 mod rbac;
 mod retention;
 mod security_review;
+mod sla;
 mod staff;
