@@ -58,6 +58,8 @@ struct DashboardPage {
     backup_ok: bool,
     last_backup: String,
     last_restore_test: String,
+    sla_open: i64,
+    sla_breached: i64,
     upcoming: Vec<(&'static str, &'static str, &'static str)>,
 }
 
@@ -66,6 +68,8 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
     let (audit_rows, head_hash) = audit::head(&state.db).await?;
     let control = crate::retention::control(&state).await?;
     let backups = crate::backup::status(&state).await?;
+    let (sla_open, sla_breached) =
+        crate::sla::open_counts(&mut *state.db.pool.acquire().await?, state.now()).await?;
     let counts = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM customers) AS customers, \
          (SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)) AS keys",
@@ -104,6 +108,8 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
             (Some(at), _) => format!("FAILED {}", crate::clock::format_ms(at)),
             (None, _) => "never".into(),
         },
+        sla_open,
+        sla_breached,
         active_keys: counts.try_get("keys")?,
         customers: counts.try_get("customers")?,
         upcoming: vec![

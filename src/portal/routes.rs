@@ -89,6 +89,7 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::keys::pages::routes());
     routes.extend(crate::jobs::pages::routes());
     routes.extend(crate::notify::pages::routes());
+    routes.extend(crate::sla::pages::routes());
     routes
 }
 

@@ -29,6 +29,7 @@ const ADMIN: &[&str] = &["admin"];
 const ADMIN_AUDITOR: &[&str] = &["admin", "auditor"];
 const KEY_MANAGERS: &[&str] = &["admin", "security"];
 const KEY_READERS: &[&str] = &["admin", "security", "auditor"];
+const SLA_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
 
 const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/healthz", Expect::Open),
@@ -86,6 +87,7 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/jobs", Expect::Roles(ADMIN_AUDITOR)),
     ("POST", "/jobs/{name}/run", Expect::Roles(ADMIN)),
     ("GET", "/outbox", Expect::Roles(ADMIN_AUDITOR)),
+    ("GET", "/sla", Expect::Roles(SLA_READERS)),
 ];
 
 #[test]

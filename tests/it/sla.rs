@@ -1,6 +1,6 @@
 //! SLA clocks: breach at the exact deadline, reminders and escalations through a real SMTP
 //! server, two nodes never escalating twice, pause/resume, business days over Christmas,
-//! signed webhooks to a loopback receiver.
+//! signed webhooks to a loopback receiver, the SLA page.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +13,7 @@ use trustplane::sla::{
     self, ClockFilter, ClockSpec, ClockState, Duration, EventKind, Page, SlaClock, SlaError,
     Subject, SubjectKind,
 };
+use trustplane::staff::model::Role;
 
 use crate::both_backends;
 use crate::helpers::*;
@@ -584,3 +585,63 @@ async fn webhooks_are_signed_and_retried_until_the_receiver_accepts(backend: Bac
     );
 }
 both_backends!(webhooks_are_signed_and_retried_until_the_receiver_accepts);
+
+async fn the_sla_page_lists_every_kind_with_a_server_rendered_countdown(backend: Backend) {
+    let app = spawn_app(backend).await;
+    start(&app, &spec(&app, incident("INC-1"), Duration::Hours(1))).await;
+    let finding = Subject::new(SubjectKind::Finding, "FND-1");
+    start(
+        &app,
+        &ClockSpec {
+            name: "remediation",
+            link_path: "/findings/FND-1",
+            ..spec(&app, finding, Duration::Millis(10 * MINUTE))
+        },
+    )
+    .await;
+    app.clock.advance(20 * MINUTE);
+    let (client, _) = app.logged_in_as(Role::Compliance).await;
+
+    let response = app.get(&client, "/sla").await;
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("incident:INC-1") && page.contains("finding:FND-1"),
+        "{page}"
+    );
+    assert!(page.contains("class=\"countdown normal\""), "{page}");
+    assert!(page.contains("class=\"countdown red\""), "{page}");
+    assert!(page.contains(&format!("data-due-ms=\"{}\"", T0 + HOUR)));
+    assert!(page.contains("<script src=\"/static/countdown.js\" defer></script>"));
+
+    let breached = app
+        .get(&client, "/sla?state=breached")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(breached.contains("finding:FND-1") && !breached.contains("incident:INC-1"));
+    let incidents = app
+        .get(&client, "/sla?kind=incident")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(incidents.contains("incident:INC-1") && !incidents.contains("finding:FND-1"));
+    let bad = app.get(&client, "/sla?state=late").await;
+    assert_eq!(bad.status(), 400);
+
+    let script = app.get(&client, "/static/countdown.js").await;
+    assert_eq!(script.status(), 200);
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+}
+both_backends!(the_sla_page_lists_every_kind_with_a_server_rendered_countdown);
