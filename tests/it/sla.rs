@@ -1,6 +1,6 @@
 //! SLA clocks: breach at the exact deadline, reminders and escalations through a real SMTP
 //! server, two nodes never escalating twice, pause/resume, business days over Christmas,
-//! signed webhooks to a loopback receiver, the SLA page.
+//! signed webhooks to a loopback receiver, the SLA page and `sla list --json`.
 
 use std::sync::{Arc, Mutex};
 
@@ -645,3 +645,67 @@ async fn the_sla_page_lists_every_kind_with_a_server_rendered_countdown(backend:
     );
 }
 both_backends!(the_sla_page_lists_every_kind_with_a_server_rendered_countdown);
+
+fn trustplane_cli(app: &TestApp) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_trustplane"));
+    cmd.current_dir(app.dir.path());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TRUSTPLANE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("TRUSTPLANE_DATABASE_URL", &app.database_url);
+    cmd
+}
+
+fn listed(app: &TestApp, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = trustplane_cli(app)
+        .args(["sla", "list", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+}
+
+async fn sla_list_prints_one_json_array(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // Decades long, so it is running whatever the real date is when the CLI looks.
+    let running = start(
+        &app,
+        &spec(&app, incident("INC-1"), Duration::Hours(50 * 365 * 24)),
+    )
+    .await;
+    let met = start(&app, &spec(&app, incident("INC-2"), Duration::Hours(1))).await;
+    stop(&app, &met.subject, "triage").await;
+    let finding = Subject::new(SubjectKind::Finding, "FND-1");
+    start(&app, &spec(&app, finding, Duration::Millis(MINUTE))).await;
+    app.clock.advance(MINUTE);
+    assert_eq!(watch(&app).await.breached, 1);
+
+    let all = listed(&app, &[]);
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().any(|c| c["id"] == running.id.as_str()));
+    let met_only = listed(&app, &["--state", "met"]);
+    assert_eq!(met_only.len(), 1);
+    assert_eq!(met_only[0]["subject_id"], "INC-2");
+    assert_eq!(met_only[0]["state"], "met");
+    let findings = listed(&app, &["--kind", "finding"]);
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0]["state"], "breached");
+    assert_eq!(findings[0]["subject_kind"], "finding");
+
+    let bad = trustplane_cli(&app)
+        .args(["sla", "list", "--state", "late"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("use running, paused, met or breached"));
+    let table = trustplane_cli(&app).args(["sla", "list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains("finding:FND-1"));
+}
+both_backends!(sla_list_prints_one_json_array);
