@@ -75,6 +75,27 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// SLA clocks of every kind.
+    Sla {
+        #[command(subcommand)]
+        command: SlaCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SlaCommand {
+    /// Every clock, open ones first, with its state as of now.
+    List {
+        /// Print one JSON array on stdout instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// running, paused, met or breached.
+        #[arg(long, value_parser = crate::sla::ClockState::parse)]
+        state: Option<crate::sla::ClockState>,
+        /// incident, finding, disclosure, access_review or vendor.
+        #[arg(long, value_parser = crate::sla::SubjectKind::parse)]
+        kind: Option<crate::sla::SubjectKind>,
+    },
 }
 
 /// Arguments of the internal `worker` command.
@@ -253,6 +274,9 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
                 },
         } => customers_create(&config, &name, &email, &env, retention_days).await,
         Command::Keys { command } => keys_command(&config, command).await,
+        Command::Sla {
+            command: SlaCommand::List { json, state, kind },
+        } => sla_list(&config, json, state, kind).await,
         Command::Worker(args) => Ok(args.run()),
         Command::Backup { command } => backup_command(config, command).await,
         Command::Jobs { command } => jobs_command(config, command).await,
@@ -512,6 +536,45 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<E
         }
     }
     db.pool.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sla_list(
+    config: &Config,
+    json: bool,
+    state: Option<crate::sla::ClockState>,
+    kind: Option<crate::sla::SubjectKind>,
+) -> anyhow::Result<ExitCode> {
+    let db = open_db(config).await?;
+    let now = SystemClock.now_ms();
+    let filter = crate::sla::ClockFilter { state, kind };
+    let (clocks, _) = crate::sla::list(
+        &mut *db.pool.acquire().await?,
+        now,
+        &filter,
+        crate::sla::Page::all(),
+    )
+    .await?;
+    db.pool.close().await;
+    if json {
+        let all: Vec<serde_json::Value> = clocks.iter().map(|c| c.summary(now)).collect();
+        println!("{}", serde_json::Value::Array(all));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<9} {:<22} {:<48} {:<18} target",
+        "state", "due", "subject", "clock"
+    );
+    for clock in clocks {
+        println!(
+            "{:<9} {:<22} {:<48} {:<18} {}",
+            clock.state_at(now).as_str(),
+            crate::clock::format_ms(clock.due_at),
+            clock.subject.label(),
+            clock.name,
+            clock.target
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

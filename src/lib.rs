@@ -55,8 +55,8 @@ pub mod portal;
 pub mod retention;
 /// Start-up, TLS, first-run setup link, graceful shutdown.
 pub mod server;
-/// SLA clocks for every deadline: business-day calendar, start, pause, resume, stop, events,
-/// the watch job (breach, reminder, escalation) and signed webhooks.
+/// SLA clocks for every deadline: business-day calendar, start/pause/resume/stop, the watch
+/// job (breach, reminder, escalation), signed webhooks, the countdown and the SLA page.
 pub mod sla;
 /// Staff accounts, roles and their admin pages.
 pub mod staff;

@@ -132,6 +132,8 @@ struct DashboardPage {
     backup_ok: bool,
     last_backup: String,
     last_restore_test: String,
+    sla_open: i64,
+    sla_breached: i64,
     upcoming: Vec<(&'static str, &'static str, &'static str)>,
 }
 
@@ -140,6 +142,8 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
     let (audit_rows, head_hash) = audit::head(&state.db).await?;
     let control = crate::retention::control(&state).await?;
     let backups = crate::backup::status(&state).await?;
+    let (sla_open, sla_breached) =
+        crate::sla::open_counts(&mut *state.db.pool.acquire().await?, state.now()).await?;
     let counts = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM customers) AS customers, \
          (SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)) AS keys",
@@ -179,6 +183,8 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
             (None, _) => "never".into(),
         },
         isolation: IsolationCard::new(state.analyzer.isolation_report()),
+        sla_open,
+        sla_breached,
         active_keys: counts.try_get("keys")?,
         customers: counts.try_get("customers")?,
         upcoming: vec![

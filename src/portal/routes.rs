@@ -90,6 +90,7 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::jobs::pages::routes());
     routes.extend(crate::notify::pages::routes());
     routes.extend(crate::oncall::pages::routes());
+    routes.extend(crate::sla::pages::routes());
     routes
 }
 

@@ -27,6 +27,7 @@ pub struct Shell {
 /// (href, label, resource, action) of each navigation entry.
 const NAV: [(&str, &str, &str, &str); 9] = [
     ("/", "Dashboard", "dashboard", "read"),
+    ("/sla", "SLA clocks", "sla", "read"),
     ("/customers", "Customers", "customers", "read"),
     ("/keys", "API keys", "keys", "read"),
     ("/staff", "Staff", "staff", "read"),

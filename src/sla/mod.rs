@@ -23,6 +23,7 @@ pub mod calendar;
 pub mod events;
 pub mod format;
 pub mod model;
+pub mod pages;
 pub mod spec;
 pub mod store;
 pub mod watch;
@@ -36,6 +37,7 @@ pub use calendar::BusinessCalendar;
 pub use model::{
     ClockFilter, ClockState, EventKind, Page, SlaClock, SlaEvent, SlaRecord, Subject, SubjectKind,
 };
+pub use pages::Countdown;
 pub use spec::{ClockSpec, Duration};
 
 /// Why an SLA operation did not happen.

@@ -30,6 +30,7 @@ const ADMIN_AUDITOR: &[&str] = &["admin", "auditor"];
 const KEY_MANAGERS: &[&str] = &["admin", "security"];
 const KEY_READERS: &[&str] = &["admin", "security", "auditor"];
 const ONCALL_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
+const SLA_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
 
 const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/healthz", Expect::Open),
@@ -95,6 +96,7 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
         "/oncall/overrides/{id}/remove",
         Expect::Roles(ADMIN),
     ),
+    ("GET", "/sla", Expect::Roles(SLA_READERS)),
 ];
 
 #[test]

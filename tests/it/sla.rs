@@ -1,6 +1,6 @@
 //! SLA clocks: breach at the exact deadline, reminders and escalations through a real SMTP
 //! server, two nodes never escalating twice, pause/resume, business days over Christmas,
-//! signed webhooks to a loopback receiver.
+//! signed webhooks to a loopback receiver, the SLA page and `sla list --json`.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +13,7 @@ use trustplane::sla::{
     self, ClockFilter, ClockSpec, ClockState, Duration, EventKind, Page, SlaClock, SlaError,
     Subject, SubjectKind,
 };
+use trustplane::staff::model::Role;
 
 use crate::both_backends;
 use crate::helpers::*;
@@ -584,3 +585,127 @@ async fn webhooks_are_signed_and_retried_until_the_receiver_accepts(backend: Bac
     );
 }
 both_backends!(webhooks_are_signed_and_retried_until_the_receiver_accepts);
+
+async fn the_sla_page_lists_every_kind_with_a_server_rendered_countdown(backend: Backend) {
+    let app = spawn_app(backend).await;
+    start(&app, &spec(&app, incident("INC-1"), Duration::Hours(1))).await;
+    let finding = Subject::new(SubjectKind::Finding, "FND-1");
+    start(
+        &app,
+        &ClockSpec {
+            name: "remediation",
+            link_path: "/findings/FND-1",
+            ..spec(&app, finding, Duration::Millis(10 * MINUTE))
+        },
+    )
+    .await;
+    app.clock.advance(20 * MINUTE);
+    let (client, _) = app.logged_in_as(Role::Compliance).await;
+
+    let response = app.get(&client, "/sla").await;
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("incident:INC-1") && page.contains("finding:FND-1"),
+        "{page}"
+    );
+    assert!(page.contains("class=\"countdown normal\""), "{page}");
+    assert!(page.contains("class=\"countdown red\""), "{page}");
+    assert!(page.contains(&format!("data-due-ms=\"{}\"", T0 + HOUR)));
+    assert!(page.contains("<script src=\"/static/countdown.js\" defer></script>"));
+
+    let breached = app
+        .get(&client, "/sla?state=breached")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(breached.contains("finding:FND-1") && !breached.contains("incident:INC-1"));
+    let incidents = app
+        .get(&client, "/sla?kind=incident")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(incidents.contains("incident:INC-1") && !incidents.contains("finding:FND-1"));
+    let bad = app.get(&client, "/sla?state=late").await;
+    assert_eq!(bad.status(), 400);
+
+    let script = app.get(&client, "/static/countdown.js").await;
+    assert_eq!(script.status(), 200);
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+}
+both_backends!(the_sla_page_lists_every_kind_with_a_server_rendered_countdown);
+
+fn trustplane_cli(app: &TestApp) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_trustplane"));
+    cmd.current_dir(app.dir.path());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TRUSTPLANE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("TRUSTPLANE_DATABASE_URL", &app.database_url);
+    cmd
+}
+
+fn listed(app: &TestApp, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = trustplane_cli(app)
+        .args(["sla", "list", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+}
+
+async fn sla_list_prints_one_json_array(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // Decades long, so it is running whatever the real date is when the CLI looks.
+    let running = start(
+        &app,
+        &spec(&app, incident("INC-1"), Duration::Hours(50 * 365 * 24)),
+    )
+    .await;
+    let met = start(&app, &spec(&app, incident("INC-2"), Duration::Hours(1))).await;
+    stop(&app, &met.subject, "triage").await;
+    let finding = Subject::new(SubjectKind::Finding, "FND-1");
+    start(&app, &spec(&app, finding, Duration::Millis(MINUTE))).await;
+    app.clock.advance(MINUTE);
+    assert_eq!(watch(&app).await.breached, 1);
+
+    let all = listed(&app, &[]);
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().any(|c| c["id"] == running.id.as_str()));
+    let met_only = listed(&app, &["--state", "met"]);
+    assert_eq!(met_only.len(), 1);
+    assert_eq!(met_only[0]["subject_id"], "INC-2");
+    assert_eq!(met_only[0]["state"], "met");
+    let findings = listed(&app, &["--kind", "finding"]);
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0]["state"], "breached");
+    assert_eq!(findings[0]["subject_kind"], "finding");
+
+    let bad = trustplane_cli(&app)
+        .args(["sla", "list", "--state", "late"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("use running, paused, met or breached"));
+    let table = trustplane_cli(&app).args(["sla", "list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains("finding:FND-1"));
+}
+both_backends!(sla_list_prints_one_json_array);
