@@ -25,6 +25,8 @@ pub mod biometric;
 pub mod blobs;
 /// Command-line interface: serve, migrate, admin, audit.
 pub mod cli;
+/// A client address's network (IPv4 /32, IPv6 /64), the key of per-client limits.
+pub mod client_net;
 /// Injected time (system or manual) and timestamp formatting.
 pub mod clock;
 /// Typed configuration: defaults < trustplane.toml < TRUSTPLANE_* env.
