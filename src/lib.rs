@@ -7,7 +7,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-/// The customer processing API: /v1 (X-API-Key), /demo (per-IP limit), OpenAPI.
+/// The customer processing API: /v1 (X-API-Key), /demo (per-network limit, storage quota), OpenAPI.
 pub mod api;
 /// Application state and router assembly.
 pub mod app;

@@ -1,7 +1,7 @@
 //! Length-prefixed binary protocol between the server and its worker processes.
 //!
 //! ```text
-//! request:  "TPQ1" | u32 LE n | n bytes JSON {declared, limits, settings} | u32 LE m | m bytes image
+//! request:  "TPQ1" | u32 LE n | n bytes JSON {declared, limits, settings, storage} | u32 LE m | m bytes image
 //! response: "TPR1" | u32 LE n | n bytes JSON Result<Analysis, Rejection> (no `sanitized`) | u32 LE m | m bytes sanitized image
 //! ```
 //!
@@ -9,7 +9,7 @@
 //! treats worker output as untrusted: every length is bounded before anything is allocated,
 //! and any deviation is reported as [`ResponseError`] instead of panicking.
 
-use super::{Analysis, DetectorSettings, ImageFormat, Limits, Rejection};
+use super::{Analysis, DetectorSettings, ImageFormat, Limits, Rejection, StoragePolicy};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -29,6 +29,8 @@ pub(crate) struct RequestHeader {
     pub declared: Option<ImageFormat>,
     pub limits: Limits,
     pub settings: DetectorSettings,
+    /// Shape and bound of the sanitised copy the worker sends back.
+    pub storage: StoragePolicy,
 }
 
 /// What the worker read from its input.
@@ -237,6 +239,7 @@ mod tests {
                 ..Limits::default()
             },
             settings: DetectorSettings::default(),
+            storage: StoragePolicy::default(),
         }
     }
 

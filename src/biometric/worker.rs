@@ -1,4 +1,5 @@
-//! The worker process: runs [`analyze`] on requests from its parent, inside resource limits.
+//! The worker process: runs [`analyze`](super::analyze) on requests from its parent, inside
+//! resource limits.
 //!
 //! A worker handles one request at a time over stdin/stdout (see the protocol module). It
 //! confines itself before reading any input: bounded address space, no file writes, few file
@@ -10,7 +11,7 @@
 //! exits, and reports everything else through its exit code.
 
 use super::protocol::{self, Incoming};
-use super::{Rejection, analyze, detect};
+use super::{Rejection, analyze_for_storage, detect};
 use std::io::{self, BufWriter, Read, Write};
 use std::process::ExitCode;
 
@@ -58,9 +59,13 @@ fn serve<R: Read, W: Write>(mut input: R, output: W) -> io::Result<()> {
     let mut output = BufWriter::new(output);
     while let Some(incoming) = protocol::read_request(&mut input)? {
         let result = match incoming {
-            Incoming::Request(header, image) => {
-                analyze(&image, header.declared, &header.limits, &header.settings)
-            }
+            Incoming::Request(header, image) => analyze_for_storage(
+                &image,
+                header.declared,
+                &header.limits,
+                &header.settings,
+                &header.storage,
+            ),
             Incoming::Oversized(header) => Err(Rejection::TooLarge {
                 max_bytes: header.limits.max_bytes,
             }),
@@ -106,7 +111,7 @@ fn confine() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::super::protocol::{RequestHeader, read_response};
-    use super::super::{DetectorSettings, ImageFormat, Limits};
+    use super::super::{DetectorSettings, ImageFormat, Limits, StoragePolicy};
     use super::*;
 
     #[tokio::test]
@@ -120,6 +125,7 @@ mod tests {
             declared,
             limits: Limits::default(),
             settings: DetectorSettings::default(),
+            storage: StoragePolicy::default(),
         };
         let mut input = Vec::new();
         protocol::write_request(&mut input, &header(Some(ImageFormat::Png)), &astronaut)
