@@ -50,7 +50,7 @@ pub struct App {
     pub blobs: crate::blobs::BlobStore,
     /// Bounded image analysis (worker processes or threads).
     pub analyzer: crate::biometric::Analyzer,
-    /// Per-IP limiter of the demo endpoint.
+    /// Per-network limiter of the demo endpoint (IPv4 address, IPv6 /64).
     pub demo_limiter: crate::api::demo::DemoLimiter,
     /// Bounds concurrent password hashing (memory) with a short queue.
     pub passwords: crate::authn::PasswordGate,

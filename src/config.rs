@@ -73,10 +73,17 @@ pub struct Config {
     pub api_max_dimension: u32,
     /// Largest accepted image area, in pixels.
     pub api_max_pixels: u64,
-    /// Demo requests allowed per client IP per minute.
+    /// Largest stored copy of any image, in bytes; a copy is also never more than twice its
+    /// upload. A copy that would be larger is stored as JPEG, then downscaled until it fits.
+    pub stored_image_max_bytes: usize,
+    /// Demo requests allowed per client network (IPv4 address, IPv6 /64) per minute.
     pub demo_requests_per_minute: u32,
     /// Days demo images are kept (at most 7).
     pub demo_retention_days: i64,
+    /// Longest side, in pixels, of the JPEG preview kept of a demo image.
+    pub demo_stored_max_dimension: u32,
+    /// Bytes all stored demo images may take together; beyond it the demo answers 507.
+    pub demo_storage_quota_bytes: u64,
     /// Detections running at once; 0 = one per CPU core.
     pub detect_workers: usize,
     /// Detections allowed to wait for a worker; beyond that the API answers 503.
@@ -183,8 +190,11 @@ impl Default for Config {
             api_max_image_bytes: 10 * 1024 * 1024,
             api_max_dimension: 8192,
             api_max_pixels: 40_000_000,
+            stored_image_max_bytes: crate::biometric::StoragePolicy::DEFAULT_MAX_BYTES,
             demo_requests_per_minute: 10,
             demo_retention_days: crate::customers::MAX_DEMO_RETENTION_DAYS,
+            demo_stored_max_dimension: 1024,
+            demo_storage_quota_bytes: 2 * 1024 * 1024 * 1024,
             detect_workers: 0,
             detect_queue: 16,
             detect_isolation: "process".into(),
@@ -207,6 +217,13 @@ impl Default for Config {
         }
     }
 }
+
+/// Smallest `stored_image_max_bytes`: room for a usable JPEG of a face.
+const MIN_STORED_IMAGE_BYTES: usize = 64 * 1024;
+/// Largest `stored_image_max_bytes`: the server holds the copy in memory while sealing it.
+const MAX_STORED_IMAGE_BYTES: usize = 256 * 1024 * 1024;
+/// Smallest `demo_storage_quota_bytes`: a handful of demo previews.
+const MIN_DEMO_STORAGE_QUOTA_BYTES: u64 = 1024 * 1024;
 
 /// A configuration problem, naming the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -354,6 +371,34 @@ impl Config {
             return Err(invalid(
                 "api_max_pixels",
                 "limits are too small to hold a face",
+            ));
+        }
+        if !(MIN_STORED_IMAGE_BYTES..=MAX_STORED_IMAGE_BYTES).contains(&self.stored_image_max_bytes)
+        {
+            return Err(invalid(
+                "stored_image_max_bytes",
+                format!(
+                    "must be between {MIN_STORED_IMAGE_BYTES} (64 KiB) and {MAX_STORED_IMAGE_BYTES} (256 MiB), got {}",
+                    self.stored_image_max_bytes
+                ),
+            ));
+        }
+        if !(64..=8192).contains(&self.demo_stored_max_dimension) {
+            return Err(invalid(
+                "demo_stored_max_dimension",
+                format!(
+                    "must be between 64 and 8192 pixels, got {}",
+                    self.demo_stored_max_dimension
+                ),
+            ));
+        }
+        if self.demo_storage_quota_bytes < MIN_DEMO_STORAGE_QUOTA_BYTES {
+            return Err(invalid(
+                "demo_storage_quota_bytes",
+                format!(
+                    "must be at least {MIN_DEMO_STORAGE_QUOTA_BYTES} (1 MiB), got {}; set demo_retention_days = 0 to keep no demo images at all",
+                    self.demo_storage_quota_bytes
+                ),
             ));
         }
         if !["process", "thread"].contains(&self.detect_isolation.as_str()) {
@@ -586,6 +631,59 @@ mod tests {
         };
         let err = config.validate().unwrap_err();
         assert_eq!(err.key, "demo_retention_days");
+    }
+
+    #[test]
+    fn storage_bounds_are_checked_and_named() {
+        for (config, key) in [
+            (
+                Config {
+                    stored_image_max_bytes: 1000,
+                    ..Config::default()
+                },
+                "stored_image_max_bytes",
+            ),
+            (
+                Config {
+                    stored_image_max_bytes: 1 << 30,
+                    ..Config::default()
+                },
+                "stored_image_max_bytes",
+            ),
+            (
+                Config {
+                    demo_stored_max_dimension: 10,
+                    ..Config::default()
+                },
+                "demo_stored_max_dimension",
+            ),
+            (
+                Config {
+                    demo_storage_quota_bytes: 0,
+                    ..Config::default()
+                },
+                "demo_storage_quota_bytes",
+            ),
+        ] {
+            let err = config.validate().unwrap_err();
+            assert_eq!(err.key, key);
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn storage_keys_load_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TRUSTPLANE_DEMO_STORAGE_QUOTA_BYTES", "5000000");
+            jail.set_env("TRUSTPLANE_DEMO_STORED_MAX_DIMENSION", "640");
+            jail.set_env("TRUSTPLANE_STORED_IMAGE_MAX_BYTES", "1048576");
+            let config = Config::load_from(Path::new("none.toml"), config_env())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.demo_storage_quota_bytes, 5_000_000);
+            assert_eq!(config.demo_stored_max_dimension, 640);
+            assert_eq!(config.stored_image_max_bytes, 1_048_576);
+            Ok(())
+        });
     }
 
     #[test]

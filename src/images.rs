@@ -34,6 +34,7 @@ pub struct ImageRecord {
     pub format: String,
     pub width: i64,
     pub height: i64,
+    /// Size of the sanitised copy (what is sealed and stored when the image is kept).
     pub byte_size: i64,
     /// Where the sealed pixels are; `None` when the image was not kept.
     pub blob_key: Option<String>,
@@ -113,6 +114,35 @@ pub async fn find(db: &Db, id: &str) -> Result<Option<ImageRecord>, sqlx::Error>
     let sql = format!("SELECT {COLUMNS} FROM images WHERE id = $1");
     let row = sqlx::query(&sql).bind(id).fetch_optional(&db.pool).await?;
     row.as_ref().map(ImageRecord::from_row).transpose()
+}
+
+/// What the images of one kind hold in storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredUsage {
+    /// Sum of the stored copies' sizes, in bytes.
+    pub bytes: i64,
+    /// Images whose copy is stored.
+    pub images: i64,
+}
+
+/// Storage held by images of `kind`: every record that still has a blob, expired or not,
+/// because the space comes back only when the retention purge deletes the blob.
+///
+/// `byte_size` is the size of the copy that was sealed; the seal adds a fixed few dozen bytes
+/// per blob (header, nonce, tag), which this figure leaves out.
+pub async fn stored_usage(db: &Db, kind: ImageKind) -> Result<StoredUsage, sqlx::Error> {
+    // PostgreSQL's SUM of a BIGINT is NUMERIC; the cast keeps it an integer on both backends.
+    let row = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(byte_size), 0) AS BIGINT) AS bytes, COUNT(*) AS images \
+         FROM images WHERE kind = $1 AND blob_key IS NOT NULL",
+    )
+    .bind(kind.as_str())
+    .fetch_one(&db.pool)
+    .await?;
+    Ok(StoredUsage {
+        bytes: row.try_get("bytes")?,
+        images: row.try_get("images")?,
+    })
 }
 
 pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Error> {

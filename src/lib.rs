@@ -7,7 +7,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-/// The customer processing API: /v1 (X-API-Key), /demo (per-IP limit), OpenAPI.
+/// The customer processing API: /v1 (X-API-Key), /demo (per-network limit, storage quota), OpenAPI.
 pub mod api;
 /// Application state and router assembly.
 pub mod app;
@@ -25,6 +25,8 @@ pub mod biometric;
 pub mod blobs;
 /// Command-line interface: serve, migrate, admin, audit.
 pub mod cli;
+/// A client address's network (IPv4 /32, IPv6 /64), the key of per-client limits.
+pub mod client_net;
 /// Injected time (system or manual) and timestamp formatting.
 pub mod clock;
 /// Typed configuration: defaults < trustplane.toml < TRUSTPLANE_* env.

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub oldest_image_age: Family<KindLabels, Gauge>,
     /// 1 when the retention control holds for that kind, 0 when it does not.
     pub retention_ok: Family<KindLabels, Gauge>,
+    /// Bytes held by stored image copies, by kind, until the purge deletes them.
+    pub stored_image_bytes: Family<KindLabels, Gauge>,
+    /// `demo_storage_quota_bytes`, so alerts can compare the demo's use with its cap.
+    pub demo_storage_quota: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,6 +65,18 @@ impl Default for Metrics {
         let api_key_failures = Counter::default();
         let oldest_image_age = Family::<KindLabels, Gauge>::default();
         let retention_ok = Family::<KindLabels, Gauge>::default();
+        let stored_image_bytes = Family::<KindLabels, Gauge>::default();
+        let demo_storage_quota = Gauge::default();
+        registry.register(
+            "stored_image_bytes",
+            "Bytes held by stored image copies by kind (demo use counts against the demo quota)",
+            stored_image_bytes.clone(),
+        );
+        registry.register(
+            "demo_storage_quota_bytes",
+            "Bytes all stored demo images may hold together; beyond it the demo answers 507",
+            demo_storage_quota.clone(),
+        );
         registry.register(
             "oldest_image_age_seconds",
             "Age of the oldest stored image by kind",
@@ -99,6 +115,8 @@ impl Default for Metrics {
             api_key_failures,
             oldest_image_age,
             retention_ok,
+            stored_image_bytes,
+            demo_storage_quota,
         }
     }
 }

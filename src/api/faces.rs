@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::auth::{ApiKey, counted};
 use super::problem::ApiError;
 use crate::app::AppState;
-use crate::biometric::{Analysis, AnalyzeError, ImageFormat, Rejection};
+use crate::biometric::{Analysis, AnalyzeError, ImageFormat, Rejection, StoragePolicy};
 use crate::clock::{DAY, Millis};
 use crate::customers::{MAX_DEMO_RETENTION_DAYS, MAX_PRODUCTION_RETENTION_DAYS};
 use crate::images::{self, ImageKind, ImageRecord};
@@ -102,6 +102,8 @@ pub async fn detect_post(
             customer_id: Some(key.0.customer_id.clone()),
             key_id: Some(key.0.id.clone()),
             retention_days: key.0.retention_days.min(MAX_PRODUCTION_RETENTION_DAYS),
+            storage: StoragePolicy::full(state.config.stored_image_max_bytes),
+            storage_quota_bytes: None,
         };
         detect_and_store(&state, owner, req).await
     }
@@ -109,12 +111,17 @@ pub async fn detect_post(
     counted(&state, &key, result).map(Json)
 }
 
-/// Whose image it is and how long it may be kept.
+/// Whose image it is, how long it may be kept and how much room it may take.
 pub struct Owner {
     pub kind: ImageKind,
     pub customer_id: Option<String>,
     pub key_id: Option<String>,
     pub retention_days: i64,
+    /// Shape and size bound of the stored copy.
+    pub storage: StoragePolicy,
+    /// Bytes all stored images of this kind may hold together (the demo's quota); `None`
+    /// for no cap. Exceeding it is [`ApiError::DemoStorageFull`].
+    pub storage_quota_bytes: Option<u64>,
 }
 
 impl Owner {
@@ -143,13 +150,23 @@ pub async fn detect_and_store(
     let (bytes, declared) = read_image(state, req).await?;
     let analysis = state
         .analyzer
-        .analyze(bytes, declared)
+        .analyze_for_storage(bytes, declared, owner.storage)
         .await
         .map_err(analyze_error)?;
     let now = state.now();
     let image_id = uuid::Uuid::new_v4().to_string();
     let retention = owner.retention_days * DAY;
     let (blob_key, retained_until, expires_at) = if retention > 0 {
+        if let Some(quota) = owner.storage_quota_bytes {
+            // Checked again with the real size: the room may have gone while this image was
+            // analysed. Concurrent uploads can still overshoot by what is in flight.
+            let size = u64::try_from(analysis.sanitized.len()).unwrap_or(u64::MAX);
+            if size > storage_room(state, owner.kind, quota).await? {
+                return Err(ApiError::DemoStorageFull {
+                    retention_days: owner.retention_days,
+                });
+            }
+        }
         let scope = owner.scope();
         let blob_key = format!("{scope}/{image_id}");
         state
@@ -201,6 +218,12 @@ pub async fn detect_and_store(
         return Err(err.into());
     }
     Ok(response)
+}
+
+/// Bytes still free under `quota` for stored images of `kind`.
+pub async fn storage_room(state: &AppState, kind: ImageKind, quota: u64) -> Result<u64, ApiError> {
+    let used = images::stored_usage(&state.db, kind).await?.bytes;
+    Ok(quota.saturating_sub(u64::try_from(used).unwrap_or(0)))
 }
 
 pub fn format_name(format: ImageFormat) -> &'static str {

@@ -1,5 +1,6 @@
 //! The customer-facing processing API: `/v1` with `X-API-Key`, the public `/demo` endpoint
-//! rate-limited per client IP, and the OpenAPI document generated from this code.
+//! rate-limited per client network and capped by a storage quota, and the OpenAPI document
+//! generated from this code.
 
 pub mod auth;
 pub mod demo;

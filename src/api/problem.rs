@@ -43,6 +43,9 @@ pub enum ApiError {
     /// All detection workers and queue places are taken.
     #[error("saturated")]
     Saturated,
+    /// The demo's stored images have reached `demo_storage_quota_bytes`.
+    #[error("demo storage full")]
+    DemoStorageFull { retention_days: i64 },
     #[error("unavailable")]
     Unavailable,
     #[error(transparent)]
@@ -104,6 +107,11 @@ impl ApiError {
                 "saturated",
                 "Processing capacity exhausted",
             ),
+            ApiError::DemoStorageFull { .. } => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "demo-storage-full",
+                "Demo storage is full",
+            ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -130,10 +138,15 @@ impl ApiError {
             ApiError::TooLarge { max_bytes } => format!("Images may be at most {max_bytes} bytes."),
             ApiError::RateLimited { retry_after_secs } => {
                 format!(
-                    "Demo requests are rate-limited per client address; retry in {retry_after_secs} s."
+                    "Demo requests are rate-limited per client network; retry in {retry_after_secs} s."
                 )
             }
             ApiError::Saturated => "All processing capacity is in use; retry shortly.".into(),
+            ApiError::DemoStorageFull { retention_days } => format!(
+                "The public demo has used all of its image storage. Space is freed as demo \
+                 images are deleted, at most {retention_days} days after upload; try again \
+                 later, or use /v1/faces/detect with an API key."
+            ),
             ApiError::Unavailable => "A backing service is unavailable; retry shortly.".into(),
             ApiError::Internal(_) => "An unexpected error occurred and was logged.".into(),
         }

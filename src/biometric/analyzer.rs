@@ -14,7 +14,8 @@
 
 use super::protocol::{self, RequestHeader, ResponseError};
 use super::{
-    Analysis, DetectorSettings, ImageFormat, IsolationStatus, Limits, Rejection, analyze, precheck,
+    Analysis, DetectorSettings, ImageFormat, IsolationStatus, Limits, Rejection, StoragePolicy,
+    analyze_for_storage, precheck,
 };
 use anyhow::{Context, bail};
 use std::path::PathBuf;
@@ -117,7 +118,6 @@ impl Analyzer {
                     exe,
                     args,
                     idle: Mutex::new(Vec::with_capacity(workers)),
-                    max_sanitized: max_sanitized_len(&limits),
                     isolation: Arc::new(Mutex::new(None)),
                 };
                 for _ in 0..workers {
@@ -162,17 +162,33 @@ impl Analyzer {
         }
     }
 
-    /// Analyses one image. Size and type are checked before queueing; then the request either
-    /// gets a slot or fails fast with [`AnalyzeError::Busy`].
-    ///
-    /// Cancel-safe: dropping the future releases its slot (and kills its worker process if it
-    /// had one, since that worker's state is unknown).
+    /// Analyses one image with the default [`StoragePolicy`]; see
+    /// [`Analyzer::analyze_for_storage`].
     pub async fn analyze(
         &self,
         bytes: Vec<u8>,
         declared: Option<ImageFormat>,
     ) -> Result<Analysis, AnalyzeError> {
+        self.analyze_for_storage(bytes, declared, StoragePolicy::default())
+            .await
+    }
+
+    /// Analyses one image, its sanitised copy shaped and bounded by `storage`. Size and type
+    /// are checked before queueing; then the request either gets a slot or fails fast with
+    /// [`AnalyzeError::Busy`]. A copy over [`StoragePolicy::bound`] is refused as a worker
+    /// failure: a worker process is not trusted to have kept to it, and in a process the
+    /// oversized answer is refused before it is read.
+    ///
+    /// Cancel-safe: dropping the future releases its slot (and kills its worker process if it
+    /// had one, since that worker's state is unknown).
+    pub async fn analyze_for_storage(
+        &self,
+        bytes: Vec<u8>,
+        declared: Option<ImageFormat>,
+        storage: StoragePolicy,
+    ) -> Result<Analysis, AnalyzeError> {
         precheck(&bytes, declared, &self.limits)?;
+        let bound = storage.bound(bytes.len());
         let admitted = Arc::clone(&self.admission)
             .try_acquire_owned()
             .map_err(|_| AnalyzeError::Busy)?;
@@ -187,7 +203,7 @@ impl Analyzer {
                 let task = tokio::task::spawn_blocking(move || {
                     // Held until the work really ends, even if the caller timed out.
                     let _permits = (admitted, running);
-                    analyze(&bytes, declared, &limits, &settings)
+                    analyze_for_storage(&bytes, declared, &limits, &settings, &storage)
                 });
                 match tokio::time::timeout(self.timeout, task).await {
                     Err(_) => Err(AnalyzeError::Timeout),
@@ -196,6 +212,12 @@ impl Analyzer {
                         Err(AnalyzeError::WorkerFailed("analysis panicked".to_owned()))
                     }
                     Ok(Err(join)) => Err(AnalyzeError::WorkerFailed(join.to_string())),
+                    Ok(Ok(Ok(analysis))) if analysis.sanitized.len() > bound => {
+                        Err(AnalyzeError::WorkerFailed(format!(
+                            "sanitized image of {} bytes exceeds {bound}",
+                            analysis.sanitized.len()
+                        )))
+                    }
                     Ok(Ok(result)) => result.map_err(AnalyzeError::Rejected),
                 }
             }
@@ -204,8 +226,9 @@ impl Analyzer {
                     declared,
                     limits: self.limits,
                     settings: self.settings,
+                    storage,
                 };
-                let result = pool.run(&header, &bytes, self.timeout).await;
+                let result = pool.run(&header, &bytes, bound, self.timeout).await;
                 drop((running, admitted));
                 result
             }
@@ -213,21 +236,11 @@ impl Analyzer {
     }
 }
 
-/// The server never accepts a sanitized image larger than the decoder budget (plus slack for
-/// container overhead) from a worker.
-fn max_sanitized_len(limits: &Limits) -> u64 {
-    limits
-        .max_alloc_bytes
-        .saturating_add(limits.max_alloc_bytes / 64)
-        .saturating_add(1024 * 1024)
-}
-
 /// Long-lived worker processes; a worker is either idle here or owned by exactly one request.
 struct ProcessPool {
     exe: PathBuf,
     args: Vec<String>,
     idle: Mutex<Vec<WorkerProcess>>,
-    max_sanitized: u64,
     /// The confinement the most recently started worker reported.
     isolation: Arc<Mutex<Option<IsolationStatus>>>,
 }
@@ -322,13 +335,16 @@ impl ProcessPool {
         }
     }
 
-    /// Runs one request on some worker, within `timeout`.
+    /// Runs one request on some worker, within `timeout`; an answer whose sanitised copy is
+    /// over `max_sanitized` bytes is refused before it is read.
     async fn run(
         &self,
         header: &RequestHeader,
         image: &[u8],
+        max_sanitized: usize,
         timeout: Duration,
     ) -> Result<Analysis, AnalyzeError> {
+        let max_sanitized = u64::try_from(max_sanitized).unwrap_or(u64::MAX);
         let attempt = async {
             // A worker that died while idle (for example killed by an operator) can only be
             // noticed when writing to it; that request was never seen, so retry it once.
@@ -337,7 +353,7 @@ impl ProcessPool {
                 let mut worker = self.take().map_err(|err| {
                     AnalyzeError::WorkerFailed(format!("cannot start worker: {err}"))
                 })?;
-                match worker.call(header, image, self.max_sanitized).await {
+                match worker.call(header, image, max_sanitized).await {
                     Ok(result) => {
                         self.put(worker);
                         return result.map_err(AnalyzeError::Rejected);

@@ -2,17 +2,30 @@
 //!
 //! Decoding happens in two steps so that hostile headers are refused cheaply: the header is
 //! parsed first and its dimensions checked against [`Limits`], and only then is the pixel
-//! buffer allocated, under an explicit `image::Limits` budget.
+//! buffer allocated, under an explicit `image::Limits` budget. Re-encoding writes into a
+//! capped buffer, so the copy never outgrows its storage bound, even transiently.
 
-use super::{ImageFormat, Limits, Rejection};
+use super::{ImageFormat, Limits, Rejection, StoragePolicy};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{DynamicImage, ImageDecoder, ImageError, ImageReader};
-use std::io::Cursor;
+use std::borrow::Cow;
+use std::io::{Cursor, Write};
 
-/// JPEG quality of the sanitised copy: visually lossless for face matching, much smaller
-/// than the PNG alternative.
+/// JPEG quality of the sanitised copy of a JPEG upload: visually lossless for face matching,
+/// much smaller than the PNG alternative.
 const SANITIZED_JPEG_QUALITY: u8 = 90;
+
+/// JPEG quality of previews and of copies whose natural encoding is over the bound: still
+/// good for looking at a face, and smaller than quality 90.
+const BOUNDED_JPEG_QUALITY: u8 = 85;
+
+/// Each downscaling step keeps this percentage of the longest side: about half the pixels,
+/// so about half the bytes, and few steps from 8192 px down to [`MIN_STORED_SIDE`].
+const DOWNSCALE_STEP_PERCENT: u32 = 70;
+
+/// Below this longest side nothing useful is left to store; the copy is refused instead.
+const MIN_STORED_SIDE: u32 = 16;
 
 /// Decodes `bytes` (already sniffed as `format`) into pixels, applying EXIF orientation.
 pub(crate) fn decode(
@@ -78,29 +91,66 @@ pub(crate) fn decode(
     Ok(image)
 }
 
-/// Re-encodes pixels into a fresh file carrying no metadata at all.
+/// Re-encodes pixels into a fresh file carrying no metadata at all, no larger than
+/// `storage.bound(upload_len)`.
 ///
-/// JPEG stays JPEG (re-encoding photos as PNG would multiply their size); PNG and WebP become
-/// PNG, which is lossless and universally readable.
+/// Without a preview dimension the natural encoding comes first: JPEG stays JPEG
+/// (re-encoding photos as PNG would multiply their size); PNG and WebP become PNG, which is
+/// lossless and universally readable. When that would exceed the bound (a lossy WebP of tens
+/// of megapixels becomes a PNG of over 100 MB), or for a preview, the copy is JPEG quality 85,
+/// downscaled step by step until it fits. JPEG before downscaling, because it keeps every
+/// pixel of the face at a fraction of the size; downscaling only when even JPEG is too big.
 pub(crate) fn sanitize(
     image: &DynamicImage,
     source: ImageFormat,
+    upload_len: usize,
+    storage: &StoragePolicy,
 ) -> Result<(Vec<u8>, ImageFormat), Rejection> {
-    let mut out = Vec::new();
-    let encoded = match source {
-        ImageFormat::Jpeg => {
-            let encoder = JpegEncoder::new_with_quality(&mut out, SANITIZED_JPEG_QUALITY);
-            match image {
-                DynamicImage::ImageLuma8(gray) => gray.write_with_encoder(encoder),
-                other => other.to_rgb8().write_with_encoder(encoder),
+    let bound = storage.bound(upload_len);
+    let full_side = image.width().max(image.height());
+    let mut side = full_side;
+    match storage.preview_dimension {
+        Some(preview) => side = side.min(preview.max(1)),
+        None => {
+            if let Some(natural) = encode_natural(image, source, bound)? {
+                return Ok(natural);
             }
-            .map(|()| ImageFormat::Jpeg)
         }
+    }
+    loop {
+        let copy = if side < full_side {
+            Cow::Owned(image.thumbnail(side, side))
+        } else {
+            Cow::Borrowed(image)
+        };
+        if let Some(jpeg) = encode_jpeg(&copy, BOUNDED_JPEG_QUALITY, bound)? {
+            return Ok((jpeg, ImageFormat::Jpeg));
+        }
+        let next = u32::try_from(u64::from(side) * u64::from(DOWNSCALE_STEP_PERCENT) / 100)
+            .unwrap_or(MIN_STORED_SIDE - 1);
+        if next < MIN_STORED_SIDE {
+            return Err(Rejection::CopyTooLarge { max_bytes: bound });
+        }
+        side = next;
+    }
+}
+
+/// The natural re-encoding (JPEG quality 90 for JPEG, PNG otherwise), or `None` when it would
+/// exceed `bound`.
+fn encode_natural(
+    image: &DynamicImage,
+    source: ImageFormat,
+    bound: usize,
+) -> Result<Option<(Vec<u8>, ImageFormat)>, Rejection> {
+    match source {
+        ImageFormat::Jpeg => Ok(encode_jpeg(image, SANITIZED_JPEG_QUALITY, bound)?
+            .map(|jpeg| (jpeg, ImageFormat::Jpeg))),
         ImageFormat::Png | ImageFormat::Webp => {
+            let mut out = CappedBuffer::new(bound);
             // Fast deflate: the copy is for storage, and decoding time is the hot path.
             let encoder =
                 PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive);
-            match image {
+            let encoded = match image {
                 DynamicImage::ImageLuma8(_)
                 | DynamicImage::ImageLumaA8(_)
                 | DynamicImage::ImageRgb8(_)
@@ -110,15 +160,69 @@ pub(crate) fn sanitize(
                 | DynamicImage::ImageRgb16(_)
                 | DynamicImage::ImageRgba16(_) => image.write_with_encoder(encoder),
                 other => other.to_rgba8().write_with_encoder(encoder),
-            }
-            .map(|()| ImageFormat::Png)
+            };
+            Ok(out.finish(encoded)?.map(|png| (png, ImageFormat::Png)))
         }
+    }
+}
+
+/// JPEG at `quality`, or `None` when it would exceed `bound`. Transparency is dropped: JPEG
+/// has none.
+fn encode_jpeg(
+    image: &DynamicImage,
+    quality: u8,
+    bound: usize,
+) -> Result<Option<Vec<u8>>, Rejection> {
+    let mut out = CappedBuffer::new(bound);
+    let encoder = JpegEncoder::new_with_quality(&mut out, quality);
+    let encoded = match image {
+        DynamicImage::ImageLuma8(gray) => gray.write_with_encoder(encoder),
+        other => other.to_rgb8().write_with_encoder(encoder),
     };
-    match encoded {
-        Ok(format) => Ok((out, format)),
-        Err(err) => Err(Rejection::Undecodable(format!(
-            "re-encoding the image failed: {err}"
-        ))),
+    out.finish(encoded)
+}
+
+/// An output buffer that refuses to grow past its cap, so an encoder producing an oversized
+/// copy stops at the bound instead of allocating all of it (a 40-megapixel PNG is 160 MB).
+struct CappedBuffer {
+    bytes: Vec<u8>,
+    cap: usize,
+    overflowed: bool,
+}
+
+impl CappedBuffer {
+    fn new(cap: usize) -> Self {
+        Self {
+            bytes: Vec::new(),
+            cap,
+            overflowed: false,
+        }
+    }
+
+    /// The encoded bytes; `None` when the encoder ran into the cap.
+    fn finish(self, encoded: image::ImageResult<()>) -> Result<Option<Vec<u8>>, Rejection> {
+        match encoded {
+            Ok(()) => Ok(Some(self.bytes)),
+            Err(_) if self.overflowed => Ok(None),
+            Err(err) => Err(Rejection::Undecodable(format!(
+                "re-encoding the image failed: {err}"
+            ))),
+        }
+    }
+}
+
+impl Write for CappedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > self.cap {
+            self.overflowed = true;
+            return Err(std::io::Error::other("the copy exceeds its storage bound"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

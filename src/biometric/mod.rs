@@ -60,6 +60,64 @@ impl Default for Limits {
     }
 }
 
+/// How the sanitised copy (the one that may be stored) is shaped and bounded.
+///
+/// Sent with every request, because it depends on who uploads: a production copy keeps the
+/// full resolution while it fits, a demo copy is only ever a small JPEG preview. The parent
+/// derives the same [`StoragePolicy::bound`] and refuses a worker answer above it, so a
+/// worker never hands back a buffer larger than what may be stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoragePolicy {
+    /// Ceiling on the copy, in bytes, whatever the upload size.
+    pub max_bytes: usize,
+    /// When set, the copy is a JPEG preview whose longest side is at most this many pixels
+    /// (demo images). When unset, the natural re-encoding at full resolution is kept if it
+    /// fits the bound.
+    pub preview_dimension: Option<u32>,
+}
+
+impl StoragePolicy {
+    /// Default ceiling of a stored copy: twice the default upload limit.
+    pub const DEFAULT_MAX_BYTES: usize = 20 * 1024 * 1024;
+
+    /// The smallest bound, whatever the upload size: a re-encoded file carries fixed overhead
+    /// (JPEG tables, PNG chunks) that a few-hundred-byte upload cannot cover twice, and a few
+    /// KiB per image is no threat to the disk.
+    pub const MIN_BOUND: usize = 16 * 1024;
+
+    /// Full-resolution copy (downscaled only when needed to fit), at most `max_bytes`.
+    pub fn full(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            preview_dimension: None,
+        }
+    }
+
+    /// JPEG preview no larger than `max_dimension` on its longest side, at most `max_bytes`.
+    pub fn preview(max_bytes: usize, max_dimension: u32) -> Self {
+        Self {
+            max_bytes,
+            preview_dimension: Some(max_dimension),
+        }
+    }
+
+    /// The most bytes the copy of an upload of `upload_len` bytes may take: twice the upload
+    /// (but at least [`Self::MIN_BOUND`]), and never more than `max_bytes`.
+    pub fn bound(&self, upload_len: usize) -> usize {
+        upload_len
+            .saturating_mul(2)
+            .max(Self::MIN_BOUND)
+            .min(self.max_bytes)
+    }
+}
+
+impl Default for StoragePolicy {
+    /// A full-resolution copy of at most [`Self::DEFAULT_MAX_BYTES`].
+    fn default() -> Self {
+        Self::full(Self::DEFAULT_MAX_BYTES)
+    }
+}
+
 /// Image formats accepted for biometric analysis.
 ///
 /// Deliberately small: every extra codec is extra attack surface.
@@ -141,6 +199,10 @@ pub enum Rejection {
         height: u32,
         max_pixels: u64,
     },
+    /// No re-encoding fits the storage bound, even downscaled to a thumbnail. Practically
+    /// unreachable with [`StoragePolicy::MIN_BOUND`]; kept so the bound can never be exceeded.
+    #[error("the image cannot be stored within {max_bytes} bytes")]
+    CopyTooLarge { max_bytes: usize },
 }
 
 /// A detected face, in pixel coordinates of the (orientation-corrected) image.
@@ -221,8 +283,10 @@ pub struct Analysis {
     pub decode_ms: f64,
     /// Milliseconds spent on face detection and quality metrics.
     pub detect_ms: f64,
-    /// The image re-encoded from pixels (no EXIF, GPS, ICC or other metadata): PNG for png/webp
-    /// input, JPEG quality 90 for jpeg input. EXIF orientation is applied to the pixels first.
+    /// The image re-encoded from pixels (no EXIF, GPS, ICC or other metadata), within the
+    /// request's [`StoragePolicy::bound`]: PNG for png/webp input and JPEG quality 90 for jpeg
+    /// input when that fits; otherwise, and always for previews, JPEG quality 85, downscaled
+    /// until it fits. EXIF orientation is applied to the pixels first.
     ///
     /// Not serialised: it is binary and potentially large; store or stream it separately.
     #[serde(skip)]
@@ -256,17 +320,30 @@ pub(crate) fn precheck(
 /// bounded memory), decode under explicit allocation limits, re-encode, luma, detect, quality.
 ///
 /// Call it from a blocking context (or via [`Analyzer`]); it can take hundreds of milliseconds.
+/// The copy follows the default [`StoragePolicy`]; see [`analyze_for_storage`].
 pub fn analyze(
     bytes: &[u8],
     declared: Option<ImageFormat>,
     limits: &Limits,
     settings: &DetectorSettings,
 ) -> Result<Analysis, Rejection> {
+    analyze_for_storage(bytes, declared, limits, settings, &StoragePolicy::default())
+}
+
+/// [`analyze`], with the sanitised copy shaped and bounded by `storage`. Detection and the
+/// reported dimensions always use the full-resolution pixels; only the copy is reduced.
+pub fn analyze_for_storage(
+    bytes: &[u8],
+    declared: Option<ImageFormat>,
+    limits: &Limits,
+    settings: &DetectorSettings,
+    storage: &StoragePolicy,
+) -> Result<Analysis, Rejection> {
     let decode_start = Instant::now();
     let format = precheck(bytes, declared, limits)?;
     let image = decode::decode(bytes, format, limits)?;
     let (width, height) = (image.width(), image.height());
-    let (sanitized, sanitized_format) = decode::sanitize(&image, format)?;
+    let (sanitized, sanitized_format) = decode::sanitize(&image, format, bytes.len(), storage)?;
     let gray = image.to_luma8();
     drop(image);
     let decode_ms = millis(decode_start);

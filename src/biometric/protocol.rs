@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! hello:    "TPH1" | u32 LE n | n bytes JSON IsolationStatus        (once, when the worker is confined)
-//! request:  "TPQ1" | u32 LE n | n bytes JSON {declared, limits, settings} | u32 LE m | m bytes image
+//! request:  "TPQ1" | u32 LE n | n bytes JSON {declared, limits, settings, storage} | u32 LE m | m bytes image
 //! response: "TPR1" | u32 LE n | n bytes JSON Result<Analysis, Rejection> (no `sanitized`) | u32 LE m | m bytes sanitized image
 //! ```
 //!
@@ -10,7 +10,9 @@
 //! treats worker output as untrusted: every length is bounded before anything is allocated,
 //! and any deviation is reported as [`ResponseError`] instead of panicking.
 
-use super::{Analysis, DetectorSettings, ImageFormat, IsolationStatus, Limits, Rejection};
+use super::{
+    Analysis, DetectorSettings, ImageFormat, IsolationStatus, Limits, Rejection, StoragePolicy,
+};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -34,6 +36,8 @@ pub(crate) struct RequestHeader {
     pub declared: Option<ImageFormat>,
     pub limits: Limits,
     pub settings: DetectorSettings,
+    /// Shape and bound of the sanitised copy the worker sends back.
+    pub storage: StoragePolicy,
 }
 
 /// What the worker read from its input.
@@ -273,6 +277,7 @@ mod tests {
                 ..Limits::default()
             },
             settings: DetectorSettings::default(),
+            storage: StoragePolicy::default(),
         }
     }
 

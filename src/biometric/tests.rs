@@ -514,3 +514,168 @@ fn process_isolation_needs_a_runtime() {
     );
     assert!(result.is_err());
 }
+
+// The stored copy's bound (security review finding 4: the demo endpoint could fill the disk).
+
+/// A deterministic noise tile repeated over `width` x `height`: deflate with a real match
+/// finder squeezes it to a fraction, while the fast re-encoding (and JPEG) cannot, which is
+/// how an upload turns into a stored copy many times its size.
+fn tiled_noise(width: u32, height: u32) -> RgbImage {
+    let mut state = 0x2545_F491_4F6C_DD1D_u64;
+    let tile: Vec<u8> = (0..97 * 89 * 3)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    RgbImage::from_fn(width, height, |x, y| {
+        let i = (((y % 89) * 97 + (x % 97)) * 3) as usize;
+        image::Rgb([tile[i], tile[i + 1], tile[i + 2]])
+    })
+}
+
+fn compact_png(image: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image
+        .write_with_encoder(image::codecs::png::PngEncoder::new_with_quality(
+            &mut out,
+            image::codecs::png::CompressionType::Default,
+            image::codecs::png::FilterType::NoFilter,
+        ))
+        .unwrap();
+    out
+}
+
+fn stored(bytes: &[u8], storage: StoragePolicy) -> Result<Analysis, Rejection> {
+    analyze_for_storage(
+        bytes,
+        None,
+        &Limits::default(),
+        &DetectorSettings::default(),
+        &storage,
+    )
+}
+
+#[test]
+fn the_bound_is_twice_the_upload_between_the_floor_and_the_ceiling() {
+    let policy = StoragePolicy::full(1_000_000);
+    assert_eq!(policy.bound(100_000), 200_000);
+    assert_eq!(policy.bound(100), StoragePolicy::MIN_BOUND);
+    assert_eq!(policy.bound(800_000), 1_000_000);
+    assert_eq!(policy.bound(usize::MAX), 1_000_000);
+    assert_eq!(
+        StoragePolicy::full(1000).bound(10),
+        1000,
+        "the ceiling wins"
+    );
+}
+
+#[test]
+fn a_copy_that_fits_keeps_its_natural_format() {
+    let analysis = stored(&astronaut(), StoragePolicy::default()).unwrap();
+    assert_eq!(analysis.sanitized_format, ImageFormat::Png);
+    assert!(analysis.sanitized.len() <= 2 * astronaut().len());
+}
+
+#[test]
+fn a_copy_over_twice_the_upload_becomes_jpeg_then_smaller() {
+    let upload = compact_png(&tiled_noise(1200, 800));
+    let analysis = stored(&upload, StoragePolicy::default()).unwrap();
+    assert_eq!((analysis.width, analysis.height), (1200, 800));
+    assert_eq!(analysis.sanitized_format, ImageFormat::Jpeg);
+    assert_eq!(sniff(&analysis.sanitized), Some(ImageFormat::Jpeg));
+    assert!(
+        analysis.sanitized.len() <= 2 * upload.len(),
+        "{} > 2 x {}",
+        analysis.sanitized.len(),
+        upload.len()
+    );
+    let copy = image::load_from_memory(&analysis.sanitized).unwrap();
+    assert!(copy.width() < 1200, "noise this dense needs downscaling");
+    assert_eq!(
+        u64::from(copy.width()) * 800 / 1200,
+        u64::from(copy.height()),
+        "aspect ratio kept"
+    );
+}
+
+#[test]
+fn a_copy_over_the_ceiling_becomes_jpeg() {
+    let ceiling = 64 * 1024;
+    let analysis = stored(&astronaut(), StoragePolicy::full(ceiling)).unwrap();
+    assert_eq!(analysis.sanitized_format, ImageFormat::Jpeg);
+    assert!(analysis.sanitized.len() <= ceiling);
+    assert_eq!(analysis.faces.len(), 1, "detection still sees every pixel");
+}
+
+#[test]
+fn previews_are_jpeg_within_the_dimension_and_faces_keep_upload_coordinates() {
+    let full = defaults(&astronaut(), None).unwrap();
+    let preview = stored(&astronaut(), StoragePolicy::preview(20 << 20, 128)).unwrap();
+    assert_eq!(preview.sanitized_format, ImageFormat::Jpeg);
+    let copy = image::load_from_memory(&preview.sanitized).unwrap();
+    assert_eq!((copy.width(), copy.height()), (128, 128));
+    assert_eq!((preview.width, preview.height), (512, 512));
+    assert_eq!(preview.faces, full.faces);
+    // A preview never enlarges.
+    let small = stored(&astronaut(), StoragePolicy::preview(20 << 20, 4096)).unwrap();
+    let copy = image::load_from_memory(&small.sanitized).unwrap();
+    assert_eq!((copy.width(), copy.height()), (512, 512));
+}
+
+#[test]
+fn previews_drop_exif_and_gps_too() {
+    let jpeg = encode_jpeg(&DynamicImage::ImageRgb8(gradient(640, 480)));
+    let payload = exif(&[(0x010E, 2, 4, *b"GPS\0"), (0x8825, 4, 1, [0, 0, 0, 0])]);
+    let tagged = with_app1(&jpeg, &payload);
+    let preview = stored(&tagged, StoragePolicy::preview(20 << 20, 64)).unwrap();
+    assert!(!contains(&preview.sanitized, b"Exif"));
+    assert!(!contains(&preview.sanitized, b"GPS"));
+}
+
+#[tokio::test]
+async fn a_worker_answer_over_the_storage_bound_is_refused() {
+    // Small on both sides, so the fake worker's answer fits the pipe before it reads.
+    let mut upload = Vec::new();
+    DynamicImage::ImageRgb8(gradient(8, 3))
+        .write_to(
+            &mut std::io::Cursor::new(&mut upload),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    let bound = StoragePolicy::default().bound(upload.len());
+    assert_eq!(bound, StoragePolicy::MIN_BOUND);
+    for (size, accepted) in [(bound, true), (bound + 1, false)] {
+        // A worker that answers with a copy of `size` bytes, whatever it is asked.
+        let mut analysis = defaults(&upload, None).unwrap();
+        analysis.sanitized = vec![0; size];
+        let mut answer = Vec::new();
+        protocol::write_response(&mut answer, &Ok(analysis)).unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &answer).unwrap();
+        let script = format!("cat '{}'; exec cat >/dev/null", file.path().display());
+        let analyzer = Analyzer::new(
+            Isolation::Process {
+                exe: "/bin/sh".into(),
+                args: vec!["-c".to_owned(), script],
+            },
+            1,
+            0,
+            Limits::default(),
+            DetectorSettings::default(),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let result = analyzer.analyze(upload.clone(), None).await;
+        if accepted {
+            assert_eq!(result.unwrap().sanitized.len(), bound);
+        } else {
+            assert!(
+                matches!(result, Err(AnalyzeError::WorkerFailed(_))),
+                "{result:?}"
+            );
+        }
+    }
+}

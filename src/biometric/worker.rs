@@ -1,4 +1,4 @@
-//! The worker process: runs [`analyze`] on requests from its parent, inside a sandbox.
+//! The worker process: runs [`analyze_for_storage`](super::analyze_for_storage) on requests from its parent, inside a sandbox.
 //!
 //! A worker handles one request at a time over stdin/stdout (see the protocol module). After
 //! loading the face model it confines itself (see the sandbox module) and tells its parent how
@@ -11,7 +11,7 @@
 //! exits, and reports everything else through its hello frame or its exit code.
 
 use super::protocol::{self, Incoming};
-use super::{IsolationStatus, Rejection, analyze, detect, sandbox};
+use super::{IsolationStatus, Rejection, analyze_for_storage, detect, sandbox};
 use serde::Serialize;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
@@ -146,9 +146,13 @@ fn serve<R: Read, W: Write>(mut input: R, output: W) -> io::Result<()> {
     let mut output = BufWriter::new(output);
     while let Some(incoming) = protocol::read_request(&mut input)? {
         let result = match incoming {
-            Incoming::Request(header, image) => {
-                analyze(&image, header.declared, &header.limits, &header.settings)
-            }
+            Incoming::Request(header, image) => analyze_for_storage(
+                &image,
+                header.declared,
+                &header.limits,
+                &header.settings,
+                &header.storage,
+            ),
             Incoming::Oversized(header) => Err(Rejection::TooLarge {
                 max_bytes: header.limits.max_bytes,
             }),
@@ -162,7 +166,7 @@ fn serve<R: Read, W: Write>(mut input: R, output: W) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::super::protocol::{RequestHeader, read_response};
-    use super::super::{DetectorSettings, ImageFormat, Limits};
+    use super::super::{DetectorSettings, ImageFormat, Limits, StoragePolicy};
     use super::*;
 
     #[tokio::test]
@@ -176,6 +180,7 @@ mod tests {
             declared,
             limits: Limits::default(),
             settings: DetectorSettings::default(),
+            storage: StoragePolicy::default(),
         };
         let mut input = Vec::new();
         protocol::write_request(&mut input, &header(Some(ImageFormat::Png)), &astronaut)

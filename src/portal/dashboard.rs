@@ -1,5 +1,6 @@
-//! The dashboard: live controls that exist today (MFA coverage, audit chain, worker isolation)
-//! and labelled placeholders for the areas still to come.
+//! The dashboard: live controls that exist today (MFA coverage, audit chain, retention,
+//! demo storage, backups, worker isolation, SLA clocks) and labelled placeholders for the
+//! areas still to come.
 
 use askama::Template;
 use axum::extract::State;
@@ -102,6 +103,49 @@ impl IsolationCard {
     }
 }
 
+/// Storage held by demo images against the demo quota, from the image records.
+struct DemoStorageCard {
+    used: String,
+    quota: String,
+    used_bytes: i64,
+    images: i64,
+    /// Whole percent of the quota in use.
+    percent: u64,
+    /// The demo answers 507 until the purge frees space.
+    full: bool,
+}
+
+impl DemoStorageCard {
+    fn new(usage: crate::images::StoredUsage, quota: u64) -> Self {
+        let used = u64::try_from(usage.bytes).unwrap_or(0);
+        Self {
+            used: bytes_label(used),
+            quota: bytes_label(quota),
+            used_bytes: usage.bytes,
+            images: usage.images,
+            percent: used.saturating_mul(100) / quota.max(1),
+            full: used >= quota,
+        }
+    }
+}
+
+/// Bytes in binary units with one decimal, e.g. `1.5 GiB`.
+fn bytes_label(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    // Tenths of the unit, in integers, so no float rounding surprises.
+    let mut unit = 0;
+    let mut scaled = bytes;
+    while scaled >= 1024 * 1024 && unit + 1 < UNITS.len() {
+        scaled /= 1024;
+        unit += 1;
+    }
+    let tenths = (scaled * 10 + 512) / 1024;
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+}
+
 fn age_label(age: Option<i64>) -> String {
     match age {
         None => "none kept".to_owned(),
@@ -127,6 +171,8 @@ struct DashboardPage {
     audit_head: String,
     retention: RetentionCard,
     isolation: IsolationCard,
+    demo_storage: DemoStorageCard,
+    demo_max_dimension: u32,
     active_keys: i64,
     customers: i64,
     backup_ok: bool,
@@ -144,6 +190,7 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
     let backups = crate::backup::status(&state).await?;
     let (sla_open, sla_breached) =
         crate::sla::open_counts(&mut *state.db.pool.acquire().await?, state.now()).await?;
+    let demo_usage = crate::images::stored_usage(&state.db, crate::images::ImageKind::Demo).await?;
     let counts = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM customers) AS customers, \
          (SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)) AS keys",
@@ -169,6 +216,8 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
                 .map(crate::clock::format_ms)
                 .unwrap_or_else(|| "never".into()),
         },
+        demo_storage: DemoStorageCard::new(demo_usage, state.config.demo_storage_quota_bytes),
+        demo_max_dimension: state.config.demo_stored_max_dimension,
         backup_ok: backups
             .last_backup_at
             .is_some_and(|at| state.now() - at <= 2 * crate::clock::DAY)
@@ -210,4 +259,20 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
             ),
         ],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bytes_label;
+
+    #[test]
+    fn byte_labels_use_binary_units_with_one_decimal() {
+        assert_eq!(bytes_label(0), "0 B");
+        assert_eq!(bytes_label(1023), "1023 B");
+        assert_eq!(bytes_label(1024), "1.0 KiB");
+        assert_eq!(bytes_label(1536), "1.5 KiB");
+        assert_eq!(bytes_label(1024 * 1024), "1.0 MiB");
+        assert_eq!(bytes_label(2 * 1024 * 1024 * 1024), "2.0 GiB");
+        assert_eq!(bytes_label(1_610_612_736), "1.5 GiB");
+    }
 }

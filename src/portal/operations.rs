@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::crypto::constant_time_eq;
+use crate::images::ImageKind;
 use crate::portal::routes::{Access, PortalRoute};
 use crate::web::RequestCtx;
 
@@ -87,6 +88,21 @@ async fn metrics_get(
                 .set(i64::from(ok));
         }
     }
+    for kind in [ImageKind::Production, ImageKind::Demo] {
+        if let Ok(usage) = crate::images::stored_usage(&state.db, kind).await {
+            state
+                .metrics
+                .stored_image_bytes
+                .get_or_create(&crate::metrics::KindLabels {
+                    kind: kind.as_str().to_owned(),
+                })
+                .set(usage.bytes);
+        }
+    }
+    state
+        .metrics
+        .demo_storage_quota
+        .set(i64::try_from(state.config.demo_storage_quota_bytes).unwrap_or(i64::MAX));
     (
         [(
             header::CONTENT_TYPE,

@@ -25,7 +25,7 @@ pub struct Shell {
 }
 
 /// (href, label, resource, action) of each navigation entry.
-const NAV: [(&str, &str, &str, &str); 9] = [
+const NAV: &[(&str, &str, &str, &str)] = &[
     ("/", "Dashboard", "dashboard", "read"),
     ("/sla", "SLA clocks", "sla", "read"),
     ("/customers", "Customers", "customers", "read"),

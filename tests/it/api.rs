@@ -29,7 +29,7 @@ async fn detect(
     request.send().await.unwrap()
 }
 
-async fn problem(response: reqwest::Response) -> (u16, String, serde_json::Value) {
+pub async fn problem(response: reqwest::Response) -> (u16, String, serde_json::Value) {
     let status = response.status().as_u16();
     let content_type = response
         .headers()

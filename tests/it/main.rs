@@ -7,6 +7,7 @@ mod audit_log;
 mod authn;
 mod backup;
 mod cli;
+mod demo_storage;
 mod isolation;
 mod keys;
 mod mail;
