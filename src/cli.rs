@@ -52,6 +52,16 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Findings: import a pentest CSV, list the register.
+    Findings {
+        #[command(subcommand)]
+        command: crate::findings::cli::FindingsCommand,
+    },
+    /// Incidents: open, list, show.
+    Incidents {
+        #[command(subcommand)]
+        command: crate::incidents::cli::IncidentsCommand,
+    },
     /// The on-call rotation, overrides and who is on call now.
     Oncall {
         #[command(subcommand)]
@@ -280,6 +290,18 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => Ok(args.run()),
         Command::Backup { command } => backup_command(config, command).await,
         Command::Jobs { command } => jobs_command(config, command).await,
+        Command::Findings { command } => {
+            let db = open_db(&config).await?;
+            let result = crate::findings::cli::run(&config, &db, command).await;
+            db.pool.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Incidents { command } => {
+            let db = open_db(&config).await?;
+            let result = crate::incidents::cli::run(&config, &db, command).await;
+            db.pool.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
         Command::Oncall { command } => {
             let db = open_db(&config).await?;
             let result = crate::oncall::cli::run(&db, command).await;

@@ -108,6 +108,14 @@ pub struct Config {
     pub mail_from: String,
     /// Scheduled backup files to keep (older ones are deleted).
     pub backup_keep: usize,
+    /// Minutes to triage an incident, per severity SEV1..SEV4 (each at most 60: the page
+    /// promises triage within 1 hour).
+    pub incident_triage_minutes: [i64; 4],
+    /// Hours to remediate a finding, for critical, high, medium, low (critical at most 72: the
+    /// page promises critical findings fixed within 72 hours).
+    pub finding_remediation_hours: [i64; 4],
+    /// Minutes between repeated escalations of a breached incident clock.
+    pub incident_escalation_minutes: i64,
     /// Days a full client address stays in the audit log before the retention purge cuts it
     /// down to its network (IPv4 /24, IPv6 /48).
     pub audit_ip_retention_days: i64,
@@ -214,6 +222,9 @@ impl Default for Config {
                 .to_vec(),
             sla_holidays: Vec::new(),
             sla_webhooks: Vec::new(),
+            incident_triage_minutes: [60; 4],
+            incident_escalation_minutes: 15,
+            finding_remediation_hours: [72, 14 * 24, 30 * 24, 90 * 24],
         }
     }
 }
@@ -331,6 +342,33 @@ impl Config {
             return Err(invalid(
                 "session_idle_minutes",
                 "must not exceed session_absolute_hours",
+            ));
+        }
+        if let Some(bad) = self
+            .incident_triage_minutes
+            .iter()
+            .find(|m| !(1..=crate::incidents::MAX_TRIAGE_MINUTES).contains(*m))
+        {
+            return Err(invalid(
+                "incident_triage_minutes",
+                format!("each must be between 1 and 60 (the published 1-hour triage), got {bad}"),
+            ));
+        }
+        let [critical, high, medium, low] = self.finding_remediation_hours;
+        if !(1..=crate::findings::MAX_CRITICAL_HOURS).contains(&critical)
+            || [high, medium, low]
+                .iter()
+                .any(|h| !(1..=366 * 24).contains(h))
+        {
+            return Err(invalid(
+                "finding_remediation_hours",
+                "critical must be 1 to 72 hours (the published promise), the others 1 to 8784",
+            ));
+        }
+        if !(1..=24 * 60).contains(&self.incident_escalation_minutes) {
+            return Err(invalid(
+                "incident_escalation_minutes",
+                "must be between 1 and 1440",
             ));
         }
         if !(1..=10).contains(&self.trusted_proxy_hops) {

@@ -39,8 +39,12 @@ pub mod customers;
 pub mod db;
 /// Portal error type rendered as readable pages.
 pub mod error;
+/// Findings from pentests and disclosures with remediation clocks by severity.
+pub mod findings;
 /// Records of processed images (owner, result, expiry).
 pub mod images;
+/// Incidents with triage and GDPR clocks, timeline, post-incident review.
+pub mod incidents;
 /// The scheduler: cron jobs with database leases, run once per occurrence across nodes.
 pub mod jobs;
 /// Customer API keys: format, HMAC storage, verification cache, rotation, revocation.

@@ -91,6 +91,8 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::notify::pages::routes());
     routes.extend(crate::oncall::pages::routes());
     routes.extend(crate::sla::pages::routes());
+    routes.extend(crate::incidents::pages::routes());
+    routes.extend(crate::findings::pages::routes());
     routes
 }
 

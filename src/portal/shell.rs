@@ -27,6 +27,8 @@ pub struct Shell {
 /// (href, label, resource, action) of each navigation entry.
 const NAV: &[(&str, &str, &str, &str)] = &[
     ("/", "Dashboard", "dashboard", "read"),
+    ("/incidents", "Incidents", "incidents", "read"),
+    ("/findings", "Findings", "findings", "read"),
     ("/sla", "SLA clocks", "sla", "read"),
     ("/customers", "Customers", "customers", "read"),
     ("/keys", "API keys", "keys", "read"),

@@ -143,23 +143,42 @@ pub async fn start(
     actor: &str,
     meta: &RequestMeta,
 ) -> Result<SlaClock, SlaError> {
+    start_at(conn, now, now, spec, actor, meta).await
+}
+
+/// Starts a clock whose deadline counts from `started_at`, which may lie before `now`: an
+/// incident detected two hours before it was reported has its one-hour triage clock
+/// already breached. The watch job marks such a breach on its next run.
+pub async fn start_at(
+    conn: &mut AnyConnection,
+    started_at: Millis,
+    now: Millis,
+    spec: &ClockSpec<'_>,
+    actor: &str,
+    meta: &RequestMeta,
+) -> Result<SlaClock, SlaError> {
     spec.check().map_err(SlaError::Invalid)?;
-    let due_at = spec.duration.due_from(now, spec.calendar);
-    let duration_ms = due_at - now;
+    if started_at > now + crate::clock::MINUTE {
+        return Err(SlaError::Invalid(
+            "A clock cannot start in the future.".into(),
+        ));
+    }
+    let due_at = spec.duration.due_from(started_at, spec.calendar);
+    let duration_ms = due_at - started_at;
     let clock = SlaClock {
         id: uuid::Uuid::new_v4().to_string(),
         subject: spec.subject.clone(),
         name: spec.name.to_owned(),
         target: spec.target.trim().to_owned(),
         state: ClockState::Running,
-        started_at: now,
+        started_at,
         due_at,
         duration_ms,
         reminder_fraction: spec.reminder_fraction,
         // Rounded to the millisecond: a reminder is never early, by a fraction or otherwise.
         remind_at: spec
             .reminder_fraction
-            .map(|f| now + (duration_ms as f64 * f).ceil() as Millis),
+            .map(|f| started_at + (duration_ms as f64 * f).ceil() as Millis),
         last_reminded_at: None,
         reminders_sent: 0,
         breached_at: None,

@@ -8,6 +8,8 @@ mod authn;
 mod backup;
 mod cli;
 mod demo_storage;
+mod findings;
+mod incidents;
 mod isolation;
 mod keys;
 mod mail;

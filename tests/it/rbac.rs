@@ -29,6 +29,8 @@ const ADMIN: &[&str] = &["admin"];
 const ADMIN_AUDITOR: &[&str] = &["admin", "auditor"];
 const KEY_MANAGERS: &[&str] = &["admin", "security"];
 const KEY_READERS: &[&str] = &["admin", "security", "auditor"];
+const INCIDENT_WORKERS: &[&str] = &["admin", "security"];
+const INCIDENT_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
 const ONCALL_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
 const SLA_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
 
@@ -88,6 +90,49 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/jobs", Expect::Roles(ADMIN_AUDITOR)),
     ("POST", "/jobs/{name}/run", Expect::Roles(ADMIN)),
     ("GET", "/outbox", Expect::Roles(ADMIN_AUDITOR)),
+    ("GET", "/incidents", Expect::Roles(INCIDENT_READERS)),
+    ("GET", "/incidents/new", Expect::Roles(INCIDENT_WORKERS)),
+    ("POST", "/incidents", Expect::Roles(INCIDENT_WORKERS)),
+    ("GET", "/incidents/{id}", Expect::Roles(INCIDENT_READERS)),
+    (
+        "POST",
+        "/incidents/{id}/triage",
+        Expect::Roles(INCIDENT_WORKERS),
+    ),
+    (
+        "POST",
+        "/incidents/{id}/status",
+        Expect::Roles(INCIDENT_WORKERS),
+    ),
+    (
+        "POST",
+        "/incidents/{id}/notes",
+        Expect::Roles(INCIDENT_WORKERS),
+    ),
+    (
+        "POST",
+        "/incidents/{id}/review",
+        Expect::Roles(INCIDENT_WORKERS),
+    ),
+    (
+        "POST",
+        "/incidents/{id}/authority-notice",
+        Expect::Roles(INCIDENT_WORKERS),
+    ),
+    ("GET", "/findings", Expect::Roles(INCIDENT_READERS)),
+    ("POST", "/findings", Expect::Roles(INCIDENT_WORKERS)),
+    ("POST", "/findings/import", Expect::Roles(INCIDENT_WORKERS)),
+    ("GET", "/findings/{id}", Expect::Roles(INCIDENT_READERS)),
+    (
+        "POST",
+        "/findings/{id}/status",
+        Expect::Roles(INCIDENT_WORKERS),
+    ),
+    (
+        "POST",
+        "/findings/{id}/accept-risk",
+        Expect::Roles(INCIDENT_WORKERS),
+    ),
     ("GET", "/oncall", Expect::Roles(ONCALL_READERS)),
     ("POST", "/oncall/rotation", Expect::Roles(ADMIN)),
     ("POST", "/oncall/overrides", Expect::Roles(ADMIN)),
