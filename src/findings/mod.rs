@@ -299,6 +299,26 @@ pub async fn import_csv(
     Ok(saved)
 }
 
+async fn remediation_clock(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<sla::SlaClock>, sqlx::Error> {
+    Ok(sla::for_subject(conn, &subject(id))
+        .await?
+        .into_iter()
+        .find(|c| c.name == REMEDIATION_CLOCK))
+}
+
+/// Critical findings confirmed since `since`: (fixed within their clock, breached), as of
+/// `now` — an open critical finding past its deadline counts as breached.
+pub async fn critical_record(
+    conn: &mut AnyConnection,
+    now: Millis,
+    since: Millis,
+) -> Result<(i64, i64), sqlx::Error> {
+    store::critical_record(conn, now, since).await
+}
+
 async fn load(conn: &mut AnyConnection, id: &str, version: i64) -> Result<Finding, FindingError> {
     let finding = store::find(conn, id).await?.ok_or(FindingError::NotFound)?;
     if finding.version != version {
@@ -355,6 +375,7 @@ pub async fn transition(
         return Err(FindingError::Invalid("The evidence is too long.".into()));
     }
     let clock_subject = subject(id);
+    let clock = remediation_clock(conn, id).await?;
     match to {
         Status::Fixed => {
             if evidence.is_empty() {
@@ -364,27 +385,40 @@ pub async fn transition(
             }
             finding.fix_evidence = evidence.to_owned();
             finding.fixed_at = Some(now);
-            sla::pause(
-                conn,
-                now,
-                &clock_subject,
-                REMEDIATION_CLOCK,
-                "fixed, awaiting verification",
-                actor,
-                meta,
-            )
-            .await?;
+            // In time: the clock waits for verification. Late: the breach is final.
+            match clock {
+                Some(c) if c.state == sla::ClockState::Running && c.due_at > now => {
+                    sla::pause(
+                        conn,
+                        now,
+                        &clock_subject,
+                        REMEDIATION_CLOCK,
+                        "fixed, awaiting verification",
+                        actor,
+                        meta,
+                    )
+                    .await?;
+                }
+                Some(c) if c.stopped_at.is_none() && c.state != sla::ClockState::Paused => {
+                    sla::stop(conn, now, &clock_subject, REMEDIATION_CLOCK, actor, meta).await?;
+                }
+                _ => {}
+            }
         }
         Status::Verified => {
             finding.verified_at = Some(now);
-            sla::stop(conn, now, &clock_subject, REMEDIATION_CLOCK, actor, meta).await?;
+            if clock.is_some_and(|c| c.stopped_at.is_none()) {
+                sla::stop(conn, now, &clock_subject, REMEDIATION_CLOCK, actor, meta).await?;
+            }
         }
         Status::Fixing if matches!(from, Status::Fixed | Status::RiskAccepted) => {
             finding.fixed_at = None;
             finding.risk_approver = None;
             finding.risk_reason = None;
             finding.risk_expires_at = None;
-            sla::resume(conn, now, &clock_subject, REMEDIATION_CLOCK, actor, meta).await?;
+            if clock.is_some_and(|c| c.state == sla::ClockState::Paused) {
+                sla::resume(conn, now, &clock_subject, REMEDIATION_CLOCK, actor, meta).await?;
+            }
         }
         _ => {}
     }

@@ -286,9 +286,7 @@ struct DetailPage {
     risk: String,
     version: i64,
     due: String,
-    due_ms: i64,
-    clock: String,
-    class: &'static str,
+    countdown: Option<crate::sla::pages::Countdown>,
     target: String,
     next_statuses: Vec<&'static str>,
     can_accept_risk: bool,
@@ -310,9 +308,6 @@ async fn finding_detail_get(
         .await?
         .into_iter()
         .find(|c| c.name == super::REMEDIATION_CLOCK);
-    let state_now = clock.as_ref().map(|c| c.state_at(now).as_str().to_owned());
-    let (clock_text_now, class) =
-        clock_text(clock.as_ref().map(|c| c.due_at), state_now.as_deref(), now);
     html(&DetailPage {
         shell: Shell::new(&state, &visitor, "/findings")?,
         id: f.id.clone(),
@@ -341,12 +336,9 @@ async fn finding_detail_get(
             .as_ref()
             .map(|c| format_ms(c.due_at))
             .unwrap_or_default(),
-        due_ms: clock
+        countdown: clock
             .as_ref()
-            .filter(|c| c.stopped_at.is_none() && c.paused_at.is_none())
-            .map_or(0, |c| c.due_at),
-        clock: clock_text_now,
-        class,
+            .map(|c| crate::sla::pages::Countdown::of(c, now)),
         target: clock.as_ref().map(|c| c.target.clone()).unwrap_or_default(),
         next_statuses: f.status.next().iter().map(|s| s.as_str()).collect(),
         can_accept_risk: matches!(f.status, Status::Open | Status::Fixing)

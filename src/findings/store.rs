@@ -209,3 +209,25 @@ pub async fn list(
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok((rows, total))
 }
+
+/// Critical findings confirmed since `since`: (met, breached) as of `now`.
+pub async fn critical_record(
+    conn: &mut AnyConnection,
+    now: Millis,
+    since: Millis,
+) -> Result<(i64, i64), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT \
+           COALESCE(SUM(CASE WHEN c.state = 'met' THEN 1 ELSE 0 END), 0) AS met, \
+           COALESCE(SUM(CASE WHEN c.state = 'breached' \
+                OR (c.state = 'running' AND c.due_at <= $1) THEN 1 ELSE 0 END), 0) AS breached \
+         FROM findings f JOIN sla_clocks c ON c.subject_kind = 'finding' \
+           AND c.subject_id = f.id AND c.name = 'remediation' \
+         WHERE f.severity = 'critical' AND f.confirmed_at >= $2",
+    )
+    .bind(now)
+    .bind(since)
+    .fetch_one(conn)
+    .await?;
+    Ok((row.try_get("met")?, row.try_get("breached")?))
+}

@@ -68,6 +68,7 @@ struct RowView {
     triage: String,
     triage_class: &'static str,
     triage_due_ms: i64,
+    triage_duration_ms: i64,
     breached: bool,
 }
 
@@ -178,6 +179,7 @@ async fn incident_list_get(
                 triage,
                 triage_class,
                 triage_due_ms: due,
+                triage_duration_ms: (due - r.incident.detected_at).max(1),
                 breached: r.breached_clocks > 0,
             }
         })
@@ -313,9 +315,7 @@ struct ClockView {
     target: String,
     state: String,
     due: String,
-    due_ms: i64,
-    remaining: String,
-    class: &'static str,
+    countdown: crate::sla::pages::Countdown,
 }
 
 struct EntryView {
@@ -385,29 +385,12 @@ async fn incident_detail_get(
     let clocks = crate::sla::for_subject(&mut conn, &super::subject(&id))
         .await?
         .into_iter()
-        .map(|c| {
-            let state_now = c.state_at(now);
-            let open = c.stopped_at.is_none();
-            let class = match state_now {
-                crate::sla::ClockState::Breached => "red",
-                crate::sla::ClockState::Met => "met",
-                _ if open && (c.due_at - now) * 4 < c.duration_ms.max(1) => "amber",
-                _ => "normal",
-            };
-            let remaining = match (open, c.stopped_at) {
-                (true, _) => remaining_text(c.due_at, now),
-                (false, Some(at)) => format!("stopped {}", format_ms(at)),
-                (false, None) => String::new(),
-            };
-            ClockView {
-                name: c.name.clone(),
-                target: c.target.clone(),
-                state: state_now.as_str().to_owned(),
-                due: format_ms(c.due_at),
-                due_ms: if open { c.due_at } else { 0 },
-                remaining,
-                class,
-            }
+        .map(|c| ClockView {
+            name: c.name.clone(),
+            target: c.target.clone(),
+            state: c.state_at(now).as_str().to_owned(),
+            due: format_ms(c.due_at),
+            countdown: crate::sla::pages::Countdown::of(&c, now),
         })
         .collect();
     let incident = &detail.incident;

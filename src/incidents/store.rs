@@ -420,3 +420,53 @@ pub async fn save_breach_notice(
     .await
     .map(|_| ())
 }
+
+/// Incidents detected since `since` by their triage clock as of `now`: (triaged in time,
+/// breached — late or still untriaged past the deadline).
+pub async fn triage_record(
+    conn: &mut AnyConnection,
+    now: Millis,
+    since: Millis,
+) -> Result<(i64, i64), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT \
+           COALESCE(SUM(CASE WHEN c.state = 'met' THEN 1 ELSE 0 END), 0) AS met, \
+           COALESCE(SUM(CASE WHEN c.state = 'breached' \
+                OR (c.state = 'running' AND c.due_at <= $1) THEN 1 ELSE 0 END), 0) AS breached \
+         FROM incidents i JOIN sla_clocks c ON c.subject_kind = 'incident' \
+           AND c.subject_id = i.id AND c.name = 'triage' \
+         WHERE i.detected_at >= $2",
+    )
+    .bind(now)
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((row.try_get("met")?, row.try_get("breached")?))
+}
+
+/// Open incidents (not resolved or closed) by their triage clock as of `now`:
+/// (awaiting triage in time, awaiting triage past the deadline, triaged and still open).
+pub async fn open_by_triage_state(
+    conn: &mut AnyConnection,
+    now: Millis,
+) -> Result<(i64, i64, i64), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT \
+           COALESCE(SUM(CASE WHEN i.triaged_at IS NULL AND c.due_at > $1 THEN 1 ELSE 0 END), 0) \
+             AS waiting, \
+           COALESCE(SUM(CASE WHEN i.triaged_at IS NULL AND c.due_at <= $1 THEN 1 ELSE 0 END), 0) \
+             AS overdue, \
+           COALESCE(SUM(CASE WHEN i.triaged_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS triaged \
+         FROM incidents i LEFT JOIN sla_clocks c ON c.subject_kind = 'incident' \
+           AND c.subject_id = i.id AND c.name = 'triage' \
+         WHERE i.status NOT IN ('resolved', 'closed')",
+    )
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok((
+        row.try_get("waiting")?,
+        row.try_get("overdue")?,
+        row.try_get("triaged")?,
+    ))
+}

@@ -451,3 +451,48 @@ async fn the_cli_opens_a_late_incident_that_shows_breached(backend: Backend) {
     assert_eq!(actor, 1);
 }
 both_backends!(the_cli_opens_a_late_incident_that_shows_breached);
+
+async fn the_dashboard_figures_come_from_the_incident_and_finding_records(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_staff("ana@example.com", &[Role::Security], true)
+        .await;
+    app.create_staff("lead@example.com", &[Role::Admin], true)
+        .await;
+    set_rotation(&app).await;
+    let (client, _) = app.logged_in_as(Role::Security).await;
+    let empty = app.get(&client, "/").await.text().await.unwrap();
+    assert!(
+        empty.contains(r#"data-record="INC-1" data-ok="true""#),
+        "{empty}"
+    );
+    assert!(empty.contains("nothing in the period"));
+    assert!(empty.contains("ana@example.com"), "who is on call");
+
+    // One incident breached (detected two hours ago), one triaged in time.
+    open(&app, &new_incident(T0 - 2 * HOUR)).await;
+    let in_time = open(&app, &new_incident(T0)).await;
+    let mut tx = app.state.db.begin().await.unwrap();
+    incidents::triage(
+        &mut tx,
+        &in_time.id,
+        1,
+        Severity::Sev3,
+        "ana@example.com",
+        ACTOR,
+        &RequestMeta::default(),
+        T0 + 10 * MINUTE,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    app.clock.set(T0 + 20 * MINUTE);
+    let page = app.get(&client, "/").await.text().await.unwrap();
+    assert!(
+        page.contains(r#"data-record="INC-1" data-ok="false""#),
+        "{page}"
+    );
+    assert!(page.contains("50 % (1 of 2)"), "{page}");
+    assert!(page.contains(r#"<article class="card control bad" data-control="INC">"#));
+    assert!(page.contains(r#"data-record="PEN-1" data-ok="true""#));
+}
+both_backends!(the_dashboard_figures_come_from_the_incident_and_finding_records);
