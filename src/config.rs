@@ -114,6 +114,8 @@ pub struct Config {
     /// Hours to remediate a finding, for critical, high, medium, low (critical at most 72: the
     /// page promises critical findings fixed within 72 hours).
     pub finding_remediation_hours: [i64; 4],
+    /// Hours to notify each affected customer (as controller) of a personal-data breach.
+    pub controller_notice_hours: i64,
     /// Minutes between repeated escalations of a breached incident clock.
     pub incident_escalation_minutes: i64,
     /// Days a full client address stays in the audit log before the retention purge cuts it
@@ -224,6 +226,7 @@ impl Default for Config {
             sla_webhooks: Vec::new(),
             incident_triage_minutes: [60; 4],
             incident_escalation_minutes: 15,
+            controller_notice_hours: 24,
             finding_remediation_hours: [72, 14 * 24, 30 * 24, 90 * 24],
         }
     }
@@ -363,6 +366,12 @@ impl Config {
             return Err(invalid(
                 "finding_remediation_hours",
                 "critical must be 1 to 72 hours (the published promise), the others 1 to 8784",
+            ));
+        }
+        if !(1..=72).contains(&self.controller_notice_hours) {
+            return Err(invalid(
+                "controller_notice_hours",
+                "must be between 1 and 72 (within the authority's 72 hours)",
             ));
         }
         if !(1..=24 * 60).contains(&self.incident_escalation_minutes) {

@@ -81,6 +81,7 @@ pub async fn run(config: &Config, db: &Db, command: IncidentsCommand) -> anyhow:
                 calendar: &calendar,
                 triage_minutes: config.incident_triage_minutes,
                 escalation_interval: config.incident_escalation_minutes * MINUTE,
+                controller_notice_hours: config.controller_notice_hours,
             };
             let detected_at = match detected_at {
                 Some(raw) => rfc3339(&raw, "detected-at")?,

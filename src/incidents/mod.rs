@@ -5,6 +5,7 @@
 //! and the CLI share these operations.
 
 pub mod cli;
+pub mod followups;
 pub mod model;
 pub mod pages;
 pub mod store;
@@ -62,6 +63,8 @@ pub struct IncidentSettings<'a> {
     pub triage_minutes: [i64; 4],
     /// Reminders and escalations of a breached clock repeat this often.
     pub escalation_interval: Millis,
+    /// Hours to notify each affected customer (controller) of a personal-data breach.
+    pub controller_notice_hours: i64,
 }
 
 impl IncidentSettings<'_> {
@@ -226,6 +229,18 @@ pub async fn open(
     .await?;
     if let Some(aware_at) = incident.aware_at {
         start_authority_clock(conn, settings, &incident, aware_at, actor, meta, now).await?;
+        followups::start_controller_notices(
+            conn,
+            settings,
+            &incident.id,
+            &incident.affected_customers,
+            aware_at,
+            &notify_to,
+            actor,
+            meta,
+            now,
+        )
+        .await?;
     }
     Ok(incident)
 }
@@ -503,6 +518,7 @@ async fn has_review(conn: &mut AnyConnection, id: &str) -> Result<bool, sqlx::Er
 #[allow(clippy::too_many_arguments)]
 pub async fn complete_review(
     conn: &mut AnyConnection,
+    settings: &IncidentSettings<'_>,
     id: &str,
     summary: &str,
     root_cause: &str,
@@ -520,6 +536,7 @@ pub async fn complete_review(
             "A review needs a summary and a root cause.".into(),
         ));
     }
+    let tracked = followups::parse_actions(&actions).map_err(IncidentError::Invalid)?;
     let incident = store::find(conn, id)
         .await?
         .ok_or(IncidentError::NotFound)?;
@@ -544,13 +561,17 @@ pub async fn complete_review(
     .bind(actor)
     .execute(&mut *conn)
     .await?;
+    followups::add_actions(conn, settings, id, &tracked, actor, meta, now).await?;
     store::append_timeline(
         conn,
         id,
         now,
         actor,
         "review",
-        "Post-incident review completed.",
+        &format!(
+            "Post-incident review completed with {} tracked action(s).",
+            tracked.len()
+        ),
     )
     .await?;
     audit::append(

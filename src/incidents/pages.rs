@@ -33,6 +33,16 @@ pub fn routes() -> Vec<PortalRoute> {
             write,
             incident_authority_notice_post,
         ),
+        PortalRoute::post(
+            "/incidents/{id}/controllers/{customer_id}/notified",
+            write,
+            incident_controller_notified_post,
+        ),
+        PortalRoute::post(
+            "/incidents/{id}/actions/{action_id}/done",
+            write,
+            incident_action_done_post,
+        ),
     ]
 }
 
@@ -44,6 +54,7 @@ pub fn settings(state: &AppState) -> IncidentSettings<'_> {
         calendar: &state.sla_calendar,
         triage_minutes: state.config.incident_triage_minutes,
         escalation_interval: state.config.incident_escalation_minutes * MINUTE,
+        controller_notice_hours: state.config.controller_notice_hours,
     }
 }
 
@@ -359,6 +370,22 @@ struct DetailPage {
     notice_sent: String,
     severities: Vec<SeverityOption>,
     can_write: bool,
+    controllers: Vec<ControllerView>,
+    actions: Vec<ActionView>,
+}
+
+struct ControllerView {
+    customer_id: String,
+    customer: String,
+    notified: String,
+}
+
+struct ActionView {
+    id: String,
+    title: String,
+    owner: String,
+    due: String,
+    done: String,
 }
 
 async fn label(conn: &mut sqlx::AnyConnection, id: &Option<String>) -> AppResult<String> {
@@ -397,6 +424,28 @@ async fn incident_detail_get(
     let assignee = label(&mut conn, &incident.assignee_id).await?;
     let on_call = label(&mut conn, &incident.oncall_staff_id).await?;
     let escalation = label(&mut conn, &incident.escalation_staff_id).await?;
+    let controllers = super::followups::controller_notices(&mut conn, &id)
+        .await?
+        .into_iter()
+        .map(|n| ControllerView {
+            customer_id: n.customer_id,
+            customer: n.customer_name,
+            notified: n
+                .notified_at
+                .map(|at| format!("notified {}", format_ms(at)))
+                .unwrap_or_default(),
+        })
+        .collect();
+    let mut actions = Vec::new();
+    for a in super::followups::actions(&mut conn, &id).await? {
+        actions.push(ActionView {
+            owner: label(&mut conn, &Some(a.owner_id.clone())).await?,
+            id: a.id,
+            title: a.title,
+            due: format_ms(a.due_at),
+            done: a.done_at.map(format_ms).unwrap_or_default(),
+        });
+    }
     let notice_sent = detail
         .breach_notice
         .as_ref()
@@ -444,6 +493,8 @@ async fn incident_detail_get(
         notice_sent,
         severities: severity_options(),
         can_write: state.authz.allows(&session.roles, "incidents", "write"),
+        controllers,
+        actions,
     })
 }
 
@@ -547,6 +598,7 @@ async fn incident_review_post(
     let mut tx = state.db.begin().await?;
     super::complete_review(
         &mut tx,
+        &settings(&state),
         &id,
         &form.summary,
         &form.root_cause,
@@ -634,6 +686,44 @@ async fn incident_authority_notice_post(
         &visitor.actor(),
         &visitor.ctx.meta(),
         now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/incidents/{id}")).into_response())
+}
+
+async fn incident_controller_notified_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path((id, customer_id)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let mut tx = state.db.begin().await?;
+    super::followups::record_controller_notified(
+        &mut tx,
+        &id,
+        &customer_id,
+        &visitor.actor(),
+        &visitor.ctx.meta(),
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/incidents/{id}")).into_response())
+}
+
+async fn incident_action_done_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path((id, action_id)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let mut tx = state.db.begin().await?;
+    super::followups::complete_action(
+        &mut tx,
+        &id,
+        &action_id,
+        &visitor.actor(),
+        &visitor.ctx.meta(),
+        state.now(),
     )
     .await?;
     tx.commit().await?;

@@ -274,12 +274,31 @@ async fn disallowed_transitions_are_refused_and_sev2_needs_a_review_to_close(bac
         closing.to_string().contains("post-incident review"),
         "{closing}"
     );
-    incidents::complete_review(
+    let settings = incidents::pages::settings(&app.state);
+    let bad_action = incidents::complete_review(
         &mut tx,
+        &settings,
         &incident.id,
         "Key misuse",
         "No per-network alerting",
-        "Add detector — ana — 2027-02-01",
+        "Add detector",
+        ACTOR,
+        &meta,
+        now,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        bad_action.to_string().contains("owner@email"),
+        "{bad_action}"
+    );
+    incidents::complete_review(
+        &mut tx,
+        &settings,
+        &incident.id,
+        "Key misuse",
+        "No per-network alerting",
+        "Add detector | ana@example.com | 2027-02-01",
         ACTOR,
         &meta,
         now,
@@ -309,6 +328,29 @@ async fn disallowed_transitions_are_refused_and_sev2_needs_a_review_to_close(bac
     .await
     .unwrap_err();
     assert!(stale.to_string().contains("changed by someone else"));
+    // The review action runs on its own clock until it is done.
+    let actions = incidents::followups::actions(&mut tx, &incident.id)
+        .await
+        .unwrap();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    incidents::followups::complete_action(
+        &mut tx,
+        &incident.id,
+        &actions[0].id,
+        ACTOR,
+        &meta,
+        now + HOUR,
+    )
+    .await
+    .unwrap();
+    let clocks = trustplane::sla::for_subject(
+        &mut tx,
+        &trustplane::sla::Subject::new(trustplane::sla::SubjectKind::Incident, &incident.id),
+    )
+    .await
+    .unwrap();
+    let action_clock = clocks.iter().find(|c| c.name == "action_1").unwrap();
+    assert_eq!(action_clock.state, trustplane::sla::ClockState::Met);
     tx.commit().await.unwrap();
 }
 both_backends!(disallowed_transitions_are_refused_and_sev2_needs_a_review_to_close);
@@ -317,8 +359,24 @@ async fn the_gdpr_clock_runs_72_hours_from_awareness_and_a_late_notice_needs_a_r
     backend: Backend,
 ) {
     let app = spawn_app(backend).await;
+    app.create_customer("Acme Faces", "live", 30).await;
     let mut new = new_incident(T0);
     new.personal_data_aware_at = Some(T0);
+    new.affected_customers = "Nobody Inc".into();
+    let mut tx = app.state.db.begin().await.unwrap();
+    let unknown = incidents::open(
+        &mut tx,
+        &incidents::pages::settings(&app.state),
+        &new,
+        ACTOR,
+        &RequestMeta::default(),
+        T0,
+    )
+    .await
+    .unwrap_err();
+    assert!(unknown.to_string().contains("Nobody Inc"), "{unknown}");
+    drop(tx);
+    new.affected_customers = "Acme Faces".into();
     let incident = open(&app, &new).await;
     let mut conn = app.state.db.pool.acquire().await.unwrap();
     let clocks = trustplane::sla::for_subject(
@@ -333,6 +391,33 @@ async fn the_gdpr_clock_runs_72_hours_from_awareness_and_a_late_notice_needs_a_r
         .find(|c| c.name == "authority_notice")
         .unwrap();
     assert_eq!(authority.due_at, T0 + 72 * HOUR);
+    let controller = clocks
+        .iter()
+        .find(|c| c.name == "controller_notice_1")
+        .unwrap();
+    assert_eq!(
+        controller.due_at,
+        T0 + 24 * HOUR,
+        "the customer is told within 24 h"
+    );
+    let mut conn = app.state.db.pool.acquire().await.unwrap();
+    let notices = incidents::followups::controller_notices(&mut conn, &incident.id)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(notices[0].customer_name, "Acme Faces");
+    let mut tx = app.state.db.begin().await.unwrap();
+    incidents::followups::record_controller_notified(
+        &mut tx,
+        &incident.id,
+        &notices[0].customer_id,
+        ACTOR,
+        &RequestMeta::default(),
+        T0 + 5 * HOUR,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
 
     app.clock.set(T0 + 80 * HOUR);
     let meta = RequestMeta::default();

@@ -119,6 +119,16 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
         "/incidents/{id}/authority-notice",
         Expect::Roles(INCIDENT_WORKERS),
     ),
+    (
+        "POST",
+        "/incidents/{id}/controllers/{customer_id}/notified",
+        Expect::Roles(INCIDENT_WORKERS),
+    ),
+    (
+        "POST",
+        "/incidents/{id}/actions/{action_id}/done",
+        Expect::Roles(INCIDENT_WORKERS),
+    ),
     ("GET", "/findings", Expect::Roles(INCIDENT_READERS)),
     ("POST", "/findings", Expect::Roles(INCIDENT_WORKERS)),
     ("POST", "/findings/import", Expect::Roles(INCIDENT_WORKERS)),
