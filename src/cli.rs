@@ -161,7 +161,11 @@ pub enum KeysCommand {
         name: String,
     },
     /// List every key (prefix, customer, scopes, state, use).
-    List,
+    List {
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke the key with this display prefix (e.g. tp_live_AbCd1234).
     Revoke { prefix: String },
 }
@@ -186,7 +190,11 @@ pub enum AdminCommand {
 #[derive(Subcommand, Debug)]
 pub enum JobsCommand {
     /// Each job, its schedule, next run and last run.
-    List,
+    List {
+        /// One JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a job now (recorded like a scheduled run).
     Run { name: String },
 }
@@ -509,7 +517,7 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<E
             );
             println!("{}", issued.secret);
         }
-        KeysCommand::List => {
+        KeysCommand::List { json } => {
             let (keys, _) = crate::keys::store::list(
                 &db,
                 &crate::keys::store::KeyFilter {
@@ -519,6 +527,27 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<E
                 now,
             )
             .await?;
+            if json {
+                let rows: Vec<serde_json::Value> = keys
+                    .iter()
+                    .map(|key| {
+                        serde_json::json!({
+                            "prefix": key.prefix,
+                            "state": KeyState::of(key.revoked_at, key.expires_at, now).as_str(),
+                            "customer": key.customer_name,
+                            "name": key.name,
+                            "scopes": key.scopes,
+                            "requests": key.request_count,
+                            "created_at": key.created_at,
+                            "expires_at": key.expires_at,
+                            "last_used_at": key.last_used_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+                db.pool.close().await;
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{:<17} {:<8} {:<24} {:<40} {:>9}  last used",
                 "prefix", "state", "customer", "scopes", "requests"
@@ -612,8 +641,27 @@ async fn jobs_command(config: Config, command: JobsCommand) -> anyhow::Result<Ex
     let state = job_state(config).await?;
     let scheduler = crate::jobs::Scheduler::new(state.clone())?;
     let code = match command {
-        JobsCommand::List => {
+        JobsCommand::List { json } => {
             let now = state.now();
+            if json {
+                let mut rows = Vec::new();
+                for (spec, schedule) in scheduler.schedules() {
+                    let last = crate::jobs::store::recent_runs(&state.db, spec.name, 1).await?;
+                    rows.push(serde_json::json!({
+                        "job": spec.name,
+                        "schedule": state
+                            .config
+                            .job_schedules
+                            .get(spec.name)
+                            .map_or(spec.schedule, String::as_str),
+                        "next_run_at": crate::jobs::next_after(schedule, now),
+                        "last_run_at": last.first().map(|r| r.started_at),
+                        "last_outcome": last.first().map(|r| r.outcome.clone()),
+                    }));
+                }
+                println!("{}", serde_json::Value::Array(rows));
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{:<18} {:<18} {:<22} last run",
                 "job", "schedule", "next run"

@@ -651,7 +651,20 @@ async fn a_worker_answer_over_the_storage_bound_is_refused() {
         // A worker that answers with a copy of `size` bytes, whatever it is asked.
         let mut analysis = defaults(&upload, None).unwrap();
         analysis.sanitized = vec![0; size];
+        // A worker first says how it is confined, then answers.
         let mut answer = Vec::new();
+        protocol::write_hello(
+            &mut answer,
+            &super::IsolationStatus {
+                rlimits: "fake".to_owned(),
+                no_new_privs: true,
+                landlock: super::LandlockState::Enforced,
+                landlock_abi: Some(7),
+                seccomp: super::SeccompState::Enforced,
+                notes: Vec::new(),
+            },
+        )
+        .unwrap();
         protocol::write_response(&mut answer, &Ok(analysis)).unwrap();
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), &answer).unwrap();
