@@ -102,7 +102,7 @@ pub enum SlaCommand {
         /// running, paused, met or breached.
         #[arg(long, value_parser = crate::sla::ClockState::parse)]
         state: Option<crate::sla::ClockState>,
-        /// incident, finding, disclosure, access_review or vendor.
+        /// incident, finding, disclosure, access_review, vendor or pentest.
         #[arg(long, value_parser = crate::sla::SubjectKind::parse)]
         kind: Option<crate::sla::SubjectKind>,
     },

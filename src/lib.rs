@@ -39,7 +39,8 @@ pub mod customers;
 pub mod db;
 /// Portal error type rendered as readable pages.
 pub mod error;
-/// Findings from pentests and disclosures with remediation clocks by severity.
+/// Findings from pentests and disclosures with remediation clocks by severity, and the
+/// pentest engagements (PEN-2) with their reports and the annual next-test clock.
 pub mod findings;
 /// Records of processed images (owner, result, expiry).
 pub mod images;

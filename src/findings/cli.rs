@@ -1,5 +1,5 @@
-//! `trustplane findings …`: import a pentest report's CSV and list the register, audited with
-//! the operating-system user as actor.
+//! `trustplane findings …`: import a pentest report's CSV, list the register, and record
+//! pentest engagements, audited with the operating-system user as actor.
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -17,18 +17,26 @@ pub enum FindingsCommand {
     Import {
         #[arg(long)]
         csv: std::path::PathBuf,
+        /// The pentest engagement the findings came from (its id).
+        #[arg(long)]
+        engagement: Option<String>,
     },
     /// The register by urgency.
     List {
         #[arg(long)]
         json: bool,
     },
+    /// Pentest engagements: `add`, `list`.
+    Engagement {
+        #[command(subcommand)]
+        command: super::engagements::cli::EngagementCommand,
+    },
 }
 
 pub async fn run(config: &Config, db: &Db, command: FindingsCommand) -> anyhow::Result<()> {
     let now = SystemClock.now_ms();
     match command {
-        FindingsCommand::Import { csv } => {
+        FindingsCommand::Import { csv, engagement } => {
             let text = std::fs::read_to_string(&csv)
                 .with_context(|| format!("cannot read {}", csv.display()))?;
             let calendar = config.sla_calendar()?;
@@ -42,7 +50,7 @@ pub async fn run(config: &Config, db: &Db, command: FindingsCommand) -> anyhow::
                 &mut tx,
                 &settings,
                 &text,
-                None,
+                engagement.as_deref(),
                 &crate::cli::cli_actor(),
                 &RequestMeta::default(),
                 now,
@@ -61,6 +69,9 @@ pub async fn run(config: &Config, db: &Db, command: FindingsCommand) -> anyhow::
                 }
                 Err(other) => anyhow::bail!("{other}"),
             }
+        }
+        FindingsCommand::Engagement { command } => {
+            super::engagements::cli::run(config, db, command).await?;
         }
         FindingsCommand::List { json } => {
             let mut conn = db.pool.acquire().await?;

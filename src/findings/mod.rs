@@ -1,8 +1,10 @@
 //! Findings from pentests, disclosures and internal reviews, each with a remediation clock by
 //! severity (critical 72 hours, as the page promises). Imported from a pentest report's CSV
 //! all-or-nothing; fixed, verified, or accepted as a risk by someone other than who raised it.
+//! Pentest engagements, which produce findings, live in [`engagements`].
 
 pub mod cli;
+pub mod engagements;
 pub mod model;
 pub mod pages;
 pub mod store;
@@ -35,6 +37,9 @@ pub enum FindingError {
     Sla(#[from] sla::SlaError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    /// The blob store (an engagement's report) failed.
+    #[error("report storage: {0:#}")]
+    Storage(anyhow::Error),
 }
 
 impl From<FindingError> for crate::error::AppError {
@@ -50,6 +55,7 @@ impl From<FindingError> for crate::error::AppError {
             FindingError::Conflict(m) => AppError::Conflict(m),
             FindingError::Sla(e) => e.into(),
             FindingError::Db(e) => e.into(),
+            FindingError::Storage(e) => AppError::Internal(e),
         }
     }
 }
@@ -212,6 +218,14 @@ pub async fn import_csv(
     meta: &RequestMeta,
     now: Millis,
 ) -> Result<Vec<Finding>, FindingError> {
+    if let Some(id) = engagement_id
+        && engagements::store::find(conn, id).await?.is_none()
+    {
+        return Err(FindingError::Invalid(format!(
+            "There is no pentest engagement “{id}”; record it first (trustplane findings \
+             engagement list shows the ids)."
+        )));
+    }
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(csv_text.as_bytes());

@@ -45,7 +45,12 @@ pub fn settings(state: &AppState) -> FindingSettings<'_> {
     }
 }
 
-fn clock_text(due: Option<Millis>, state: Option<&str>, now: Millis) -> (String, &'static str) {
+/// A clock's state in words with its CSS class; engagement pages use it too.
+pub(crate) fn clock_text(
+    due: Option<Millis>,
+    state: Option<&str>,
+    now: Millis,
+) -> (String, &'static str) {
     match (due, state) {
         (Some(due), Some("running")) if due > now => {
             let span = crate::sla::format::span(due - now);
@@ -92,6 +97,8 @@ struct ListPage {
     pages: i64,
     prev_link: Option<String>,
     next_link: Option<String>,
+    /// (id, label) of each pentest engagement, for the import form.
+    engagements: Vec<(String, String)>,
     can_write: bool,
 }
 
@@ -124,11 +131,20 @@ async fn finding_list_get(
         } else {
             Some(Severity::parse(&query.severity).map_err(AppError::BadRequest)?)
         },
+        engagement_id: None,
         offset: (page - 1) * PAGE_SIZE,
         limit: PAGE_SIZE,
     };
     let mut conn = state.db.pool.acquire().await?;
     let (rows, total) = store::list(&mut conn, &filter).await?;
+    let engagements = super::engagements::store::list(&mut conn)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let e = r.engagement;
+            (e.id, format!("{} — ended {}", e.firm, e.ended_on))
+        })
+        .collect();
     let rows = rows
         .into_iter()
         .map(|r| {
@@ -180,6 +196,7 @@ async fn finding_list_get(
         pages,
         prev_link: (page > 1).then(|| link(page - 1)),
         next_link: (page < pages).then(|| link(page + 1)),
+        engagements,
         can_write: state.authz.allows(&session.roles, "findings", "write"),
     })
 }
@@ -242,6 +259,9 @@ async fn finding_create_post(
 #[derive(Deserialize)]
 struct ImportForm {
     csv: String,
+    /// The pentest engagement the findings came from; empty for none.
+    #[serde(default)]
+    engagement_id: String,
 }
 
 async fn finding_import_post(
@@ -254,7 +274,7 @@ async fn finding_import_post(
         &mut tx,
         &settings(&state),
         &form.csv,
-        None,
+        Some(form.engagement_id.trim()).filter(|id| !id.is_empty()),
         &visitor.actor(),
         &visitor.ctx.meta(),
         state.now(),
@@ -277,6 +297,7 @@ struct DetailPage {
     cvss_score: String,
     asset: String,
     source: String,
+    engagement_id: String,
     confirmed: String,
     status: &'static str,
     raised_by: String,
@@ -319,6 +340,7 @@ async fn finding_detail_get(
         cvss_score: f.cvss_score.map(|s| format!("{s:.1}")).unwrap_or_default(),
         asset: f.asset.clone(),
         source: f.source.clone(),
+        engagement_id: f.engagement_id.clone().unwrap_or_default(),
         confirmed: format_ms(f.confirmed_at),
         status: f.status.as_str(),
         raised_by: f.raised_by.clone(),

@@ -152,6 +152,8 @@ pub struct FindingRow {
 pub struct FindingFilter {
     pub status: Option<Status>,
     pub severity: Option<Severity>,
+    /// Only the findings a pentest engagement produced.
+    pub engagement_id: Option<String>,
     pub offset: i64,
     pub limit: i64,
 }
@@ -170,6 +172,10 @@ pub async fn list(
     if let Some(severity) = filter.severity {
         binds.push(severity.as_str());
         conditions.push(format!("f.severity = ${}", binds.len()));
+    }
+    if let Some(engagement_id) = &filter.engagement_id {
+        binds.push(engagement_id.as_str());
+        conditions.push(format!("f.engagement_id = ${}", binds.len()));
     }
     let where_clause = if conditions.is_empty() {
         String::new()

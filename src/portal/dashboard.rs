@@ -1,6 +1,6 @@
 //! The dashboard: live controls that exist today (MFA coverage, audit chain, retention,
-//! demo storage, backups, worker isolation, SLA clocks) and labelled placeholders for the
-//! areas still to come.
+//! demo storage, backups, worker isolation, SLA clocks, the most recent pentest) and labelled
+//! placeholders for the areas still to come.
 
 use askama::Template;
 use axum::extract::State;
@@ -103,6 +103,55 @@ impl IsolationCard {
     }
 }
 
+/// The PEN-2 control: the most recent pentest and when the next is due. Red when none is
+/// recorded or the next one is overdue.
+struct PentestCard {
+    ok: bool,
+    /// `Q1 2026`, or empty when none is recorded.
+    quarter: String,
+    firm: String,
+    ended_on: String,
+    next_due: String,
+    /// "in 64 days", "today", "overdue by 3 days".
+    due_in: String,
+}
+
+impl PentestCard {
+    fn new(status: Option<crate::findings::engagements::PentestStatus>) -> Self {
+        let Some(status) = status else {
+            return Self {
+                ok: false,
+                quarter: String::new(),
+                firm: String::new(),
+                ended_on: String::new(),
+                next_due: String::new(),
+                due_in: String::new(),
+            };
+        };
+        let due_in = match status.days_left {
+            _ if status.overdue => {
+                let late = -status.days_left - 1;
+                match late {
+                    0 => "overdue since less than a day".to_owned(),
+                    1 => "overdue by 1 day".to_owned(),
+                    n => format!("overdue by {n} days"),
+                }
+            }
+            0 => "due within a day".to_owned(),
+            1 => "in 1 day".to_owned(),
+            n => format!("in {n} days"),
+        };
+        Self {
+            ok: !status.overdue,
+            quarter: status.quarter,
+            firm: status.engagement.firm,
+            ended_on: status.engagement.ended_on.to_string(),
+            next_due: crate::clock::format_ms(status.next_due_at),
+            due_in,
+        }
+    }
+}
+
 /// Storage held by demo images against the demo quota, from the image records.
 struct DemoStorageCard {
     used: String,
@@ -184,6 +233,7 @@ struct DashboardPage {
     on_call_until: String,
     incidents: IncidentCard,
     record: Vec<RecordBar>,
+    pentest: PentestCard,
     upcoming: Vec<(&'static str, &'static str, &'static str)>,
 }
 
@@ -240,8 +290,11 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
     let (audit_rows, head_hash) = audit::head(&state.db).await?;
     let control = crate::retention::control(&state).await?;
     let backups = crate::backup::status(&state).await?;
-    let (sla_open, sla_breached) =
-        crate::sla::open_counts(&mut *state.db.pool.acquire().await?, state.now()).await?;
+    let mut conn = state.db.pool.acquire().await?;
+    let (sla_open, sla_breached) = crate::sla::open_counts(&mut conn, state.now()).await?;
+    let pentest =
+        crate::findings::engagements::status(&mut conn, &state.sla_calendar, state.now()).await?;
+    drop(conn);
     let demo_usage = crate::images::stored_usage(&state.db, crate::images::ImageKind::Demo).await?;
     let now = state.now();
     let since = now - RECORD_DAYS * crate::clock::DAY;
@@ -313,6 +366,7 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
             RecordBar::new("INC-1", "incidents triaged within their clock", triage, 0),
             RecordBar::new("PEN-1", "critical findings fixed within 72 h", critical, 1),
         ],
+        pentest: PentestCard::new(pentest),
         active_keys: counts.try_get("keys")?,
         customers: counts.try_get("customers")?,
         upcoming: vec![

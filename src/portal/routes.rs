@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::handler::Handler;
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{Next, from_fn_with_state};
@@ -45,6 +45,8 @@ pub struct PortalRoute {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
+    /// Largest request body this route reads; `None` is `portal_body_limit_bytes`.
+    pub body_limit: Option<usize>,
     handler: MethodRouter<AppState>,
 }
 
@@ -58,6 +60,7 @@ impl PortalRoute {
             method: Method::GET,
             path,
             access,
+            body_limit: None,
             handler: axum::routing::get(handler),
         }
     }
@@ -71,8 +74,16 @@ impl PortalRoute {
             method: Method::POST,
             path,
             access,
+            body_limit: None,
             handler: axum::routing::post(handler),
         }
+    }
+
+    /// Lets this one route read bodies up to `bytes` (a file upload) while every other
+    /// route keeps the small portal limit.
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = Some(bytes);
+        self
     }
 }
 
@@ -93,6 +104,7 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::sla::pages::routes());
     routes.extend(crate::incidents::pages::routes());
     routes.extend(crate::findings::pages::routes());
+    routes.extend(crate::findings::engagements::pages::routes());
     routes
 }
 
@@ -109,10 +121,20 @@ pub fn build(state: AppState) -> Router<AppState> {
     let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
     for route in all() {
         let access = route.access;
-        let guarded = route.handler.layer(from_fn_with_state(
-            state.clone(),
-            move |state: State<AppState>, req: Request, next: Next| guard(access, state, req, next),
-        ));
+        let limit = route
+            .body_limit
+            .unwrap_or(state.config.portal_body_limit_bytes);
+        // The inner limit is what extractors such as `Multipart` allow; the guard enforces
+        // the same limit while it buffers the body for the CSRF check.
+        let guarded = route
+            .handler
+            .layer(DefaultBodyLimit::max(limit))
+            .layer(from_fn_with_state(
+                state.clone(),
+                move |state: State<AppState>, req: Request, next: Next| {
+                    guard(access, limit, state, req, next)
+                },
+            ));
         let merged = match by_path.remove(route.path) {
             Some(existing) => existing.merge(guarded),
             None => guarded,
@@ -168,11 +190,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Visitor {
 /// Authenticates, authorises and checks CSRF before any handler runs.
 async fn guard(
     access: Access,
+    body_limit: usize,
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
-    match guard_inner(access, &state, req, next).await {
+    match guard_inner(access, body_limit, &state, req, next).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -180,6 +203,7 @@ async fn guard(
 
 async fn guard_inner(
     access: Access,
+    body_limit: usize,
     state: &AppState,
     mut req: Request,
     next: Next,
@@ -262,20 +286,23 @@ async fn guard_inner(
     if !safe_method {
         let fresh_binding = new_pre_cookie.is_some();
         let (parts, body) = req.into_parts();
-        let limit = state.config.portal_body_limit_bytes;
-        let bytes = axum::body::to_bytes(body, limit)
+        let bytes = axum::body::to_bytes(body, body_limit)
             .await
             .map_err(|_| AppError::TooLarge)?;
-        let submitted = parts
+        let header_token = parts
             .headers
             .get("x-csrf-token")
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| {
-                url::form_urlencoded::parse(&bytes)
+            .map(str::to_owned);
+        let submitted = match header_token {
+            Some(token) => Some(token),
+            None => match multipart_boundary(&parts.headers) {
+                Some(boundary) => multipart_csrf(bytes.clone(), boundary).await,
+                None => url::form_urlencoded::parse(&bytes)
                     .find(|(k, _)| k == "csrf")
-                    .map(|(_, v)| v.into_owned())
-            });
+                    .map(|(_, v)| v.into_owned()),
+            },
+        };
         let valid = !fresh_binding && submitted.is_some_and(|t| constant_time_eq(&t, &csrf));
         if !valid {
             tracing::warn!(request_id = %ctx.request_id, "csrf token missing or wrong");
@@ -304,6 +331,25 @@ async fn guard_inner(
         }
     }
     Ok(response)
+}
+
+/// The boundary of a `multipart/form-data` body (upload forms), if it is one.
+fn multipart_boundary(headers: &axum::http::HeaderMap) -> Option<String> {
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    multer::parse_boundary(content_type).ok()
+}
+
+/// The `csrf` field of a buffered multipart body. Upload forms put it first, so the file
+/// parts after it are skipped unread; a body that does not parse has no token.
+async fn multipart_csrf(body: axum::body::Bytes, boundary: String) -> Option<String> {
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    while let Ok(Some(field)) = multipart.next_field().await {
+        if field.name() == Some("csrf") {
+            return field.text().await.ok();
+        }
+    }
+    None
 }
 
 fn redirect_to_stage(stage: Stage) -> Response {

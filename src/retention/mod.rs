@@ -159,7 +159,8 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
     Ok(report)
 }
 
-/// Removes blobs that no image record points at and that are older than the grace period.
+/// Removes blobs that no image record (nor pentest engagement) points at and that are older
+/// than the grace period.
 async fn sweep_orphans(state: &AppState, now: Millis) -> anyhow::Result<i64> {
     let candidates: Vec<String> = state
         .blobs
@@ -180,12 +181,20 @@ async fn sweep_orphans(state: &AppState, now: Millis) -> anyhow::Result<i64> {
         for key in chunk {
             query = query.bind(key.as_str());
         }
-        let owned: std::collections::HashSet<String> = query
+        let mut owned: std::collections::HashSet<String> = query
             .fetch_all(&state.db.pool)
             .await?
             .iter()
             .map(|row| row.try_get("blob_key"))
             .collect::<Result<_, _>>()?;
+        // Pentest reports share the blob store; they are kept as long as their engagement.
+        owned.extend(
+            crate::findings::engagements::owned_report_blobs(
+                &mut *state.db.pool.acquire().await?,
+                chunk,
+            )
+            .await?,
+        );
         for key in chunk.iter().filter(|key| !owned.contains(*key)) {
             state.blobs.delete(key).await?;
             removed += 1;

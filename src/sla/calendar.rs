@@ -9,6 +9,8 @@
 //!   are skipped. A start on a weekend or holiday counts from the next working day at the
 //!   same local time, so Saturday 10:00 + 1 is Tuesday 10:00 and Saturday 10:00 + 0 is
 //!   Monday 10:00. `n = 0` on a working day is the start itself.
+//! - **Months** are calendar months in the zone at the same local time of day; a day the
+//!   target month lacks becomes its last day (31 January + 1 month = 28 or 29 February).
 //! - **Daylight saving**: the local time of day is kept across a change, so the result may
 //!   be 23 or 25 wall-clock hours per day away. A local time that does not exist (clocks
 //!   jump forward) moves forward by the length of the jump (02:30 → 03:30); a local time
@@ -23,6 +25,8 @@ use crate::clock::{HOUR, Millis};
 
 /// Most business days one deadline may span (ten years); keeps the day walk bounded.
 pub const MAX_BUSINESS_DAYS: i64 = 3_650;
+/// Most calendar months one deadline may span (ten years).
+pub const MAX_MONTHS: i64 = 120;
 
 /// Why a calendar setting was refused; `key` is the configuration key at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,6 +147,39 @@ impl BusinessCalendar {
             date = self.next_working_day(date);
         }
         self.resolve(date.and_time(local.time())).unwrap_or(start)
+    }
+
+    /// `start` plus `months` calendar months at the same local time of day; a day the target
+    /// month lacks becomes its last day (31 January + 1 = end of February). `months` is
+    /// clamped to `0..=MAX_MONTHS`.
+    pub fn add_months(&self, start: Millis, months: i64) -> Millis {
+        let Some(local) = self.zone.timestamp_millis_opt(start).single() else {
+            return start;
+        };
+        let local = local.naive_local();
+        let months = u32::try_from(months.clamp(0, MAX_MONTHS)).unwrap_or(0);
+        local
+            .checked_add_months(chrono::Months::new(months))
+            .and_then(|later| self.resolve(later))
+            .unwrap_or(start)
+    }
+
+    /// Midnight starting `date` in the calendar's zone (the first instant of that day).
+    pub fn start_of_day(&self, date: NaiveDate) -> Millis {
+        self.resolve(date.and_time(chrono::NaiveTime::MIN))
+            .unwrap_or_else(|| {
+                date.and_time(chrono::NaiveTime::MIN)
+                    .and_utc()
+                    .timestamp_millis()
+            })
+    }
+
+    /// The date of an instant in the calendar's zone.
+    pub fn local_date(&self, at: Millis) -> Option<NaiveDate> {
+        self.zone
+            .timestamp_millis_opt(at)
+            .single()
+            .map(|t| t.date_naive())
     }
 
     /// The first working day after `date`.
@@ -381,5 +418,38 @@ mod tests {
         let cal = BusinessCalendar::parse("UTC", &days, &[]).unwrap();
         assert!(cal.is_working_day(NaiveDate::from_ymd_opt(2026, 6, 7).unwrap()));
         assert!(!cal.is_working_day(NaiveDate::from_ymd_opt(2026, 6, 5).unwrap()));
+    }
+
+    #[test]
+    fn months_keep_the_date_and_local_time_across_leap_years_and_daylight_saving() {
+        let utc = calendar("UTC", &[]);
+        // A year from 2027-03-20 crosses 29 February 2028: still 20 March, 366 days later.
+        let start = at("UTC", "2027-03-20 00:00");
+        assert_eq!(utc.add_months(start, 12), at("UTC", "2028-03-20 00:00"));
+        assert_eq!(
+            utc.add_months(start, 12) - start,
+            366 * 24 * crate::clock::HOUR
+        );
+        // The last day of a month stays inside the shorter month.
+        assert_eq!(
+            utc.add_months(at("UTC", "2026-01-31 09:00"), 1),
+            at("UTC", "2026-02-28 09:00")
+        );
+        assert_eq!(
+            utc.add_months(at("UTC", "2028-02-29 09:00"), 12),
+            at("UTC", "2029-02-28 09:00")
+        );
+        // Berlin: winter time to summer time keeps midnight local.
+        let berlin = calendar("Europe/Berlin", &[]);
+        assert_eq!(
+            berlin.add_months(at("Europe/Berlin", "2026-01-24 00:00"), 3),
+            at("Europe/Berlin", "2026-04-24 00:00")
+        );
+        let day = NaiveDate::from_ymd_opt(2026, 1, 24).unwrap();
+        assert_eq!(
+            berlin.start_of_day(day),
+            at("Europe/Berlin", "2026-01-24 00:00")
+        );
+        assert_eq!(berlin.local_date(berlin.start_of_day(day)), Some(day));
     }
 }

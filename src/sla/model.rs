@@ -15,15 +15,18 @@ pub enum SubjectKind {
     Disclosure,
     AccessReview,
     Vendor,
+    /// A pentest engagement; its `next_pentest` clock says when the next test is due.
+    PentestEngagement,
 }
 
 impl SubjectKind {
-    pub const ALL: [SubjectKind; 5] = [
+    pub const ALL: [SubjectKind; 6] = [
         SubjectKind::Incident,
         SubjectKind::Finding,
         SubjectKind::Disclosure,
         SubjectKind::AccessReview,
         SubjectKind::Vendor,
+        SubjectKind::PentestEngagement,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +36,7 @@ impl SubjectKind {
             SubjectKind::Disclosure => "disclosure",
             SubjectKind::AccessReview => "access_review",
             SubjectKind::Vendor => "vendor",
+            SubjectKind::PentestEngagement => "pentest",
         }
     }
 
@@ -42,7 +46,7 @@ impl SubjectKind {
             .find(|k| k.as_str() == raw.trim())
             .ok_or_else(|| {
                 format!(
-                    "Unknown kind “{}”: use incident, finding, disclosure, access_review or vendor.",
+                    "Unknown kind “{}”: use incident, finding, disclosure, access_review, vendor or pentest.",
                     raw.trim()
                 )
             })

@@ -14,6 +14,11 @@ pub enum Duration {
     BusinessDays(i64),
     /// Exact milliseconds (short timers and tests).
     Millis(i64),
+    /// Calendar months in the calendar's zone, keeping the local time of day: a yearly duty
+    /// such as the annual pentest is due on the same date a year later, whatever leap days
+    /// lie between (365 × 24 hours would drift a day in a leap year). A day the target month
+    /// lacks becomes its last day (31 January + 1 month = 28 or 29 February).
+    Months(i64),
 }
 
 impl Duration {
@@ -23,21 +28,26 @@ impl Duration {
             Duration::Hours(hours) => calendar.add_hours(start, hours),
             Duration::BusinessDays(days) => calendar.add_business_days(start, days),
             Duration::Millis(ms) => start.saturating_add(ms),
+            Duration::Months(months) => calendar.add_months(start, months),
         }
     }
 
     fn is_negative(self) -> bool {
         match self {
-            Duration::Hours(n) | Duration::BusinessDays(n) | Duration::Millis(n) => n < 0,
+            Duration::Hours(n)
+            | Duration::BusinessDays(n)
+            | Duration::Millis(n)
+            | Duration::Months(n) => n < 0,
         }
     }
 
-    /// For audit details: `72h`, `5 business days`, `90000ms`.
+    /// For audit details: `72h`, `5 business days`, `90000ms`, `12 months`.
     pub fn describe(self) -> String {
         match self {
             Duration::Hours(n) => format!("{n}h"),
             Duration::BusinessDays(n) => format!("{n} business days"),
             Duration::Millis(n) => format!("{n}ms"),
+            Duration::Months(n) => format!("{n} months"),
         }
     }
 }

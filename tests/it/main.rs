@@ -15,6 +15,7 @@ mod keys;
 mod mail;
 mod oncall;
 mod operations;
+mod pentest;
 mod rbac;
 mod retention;
 mod security_review;

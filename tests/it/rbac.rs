@@ -143,6 +143,26 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
         "/findings/{id}/accept-risk",
         Expect::Roles(INCIDENT_WORKERS),
     ),
+    (
+        "GET",
+        "/findings/engagements",
+        Expect::Roles(INCIDENT_READERS),
+    ),
+    (
+        "POST",
+        "/findings/engagements",
+        Expect::Roles(INCIDENT_WORKERS),
+    ),
+    (
+        "GET",
+        "/findings/engagements/{id}",
+        Expect::Roles(INCIDENT_READERS),
+    ),
+    (
+        "GET",
+        "/findings/engagements/{id}/report",
+        Expect::Roles(INCIDENT_READERS),
+    ),
     ("GET", "/oncall", Expect::Roles(ONCALL_READERS)),
     ("POST", "/oncall/rotation", Expect::Roles(ADMIN)),
     ("POST", "/oncall/overrides", Expect::Roles(ADMIN)),
