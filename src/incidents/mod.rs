@@ -389,6 +389,7 @@ pub async fn triage(
     } else {
         "after its clock was breached"
     };
+    notify_assignee(conn, &incident, &assignee.email, actor, now).await?;
     store::append_timeline(
         conn,
         id,
@@ -413,6 +414,68 @@ pub async fn triage(
     )
     .await?;
     Ok(incident)
+}
+
+#[derive(askama::Template)]
+#[template(path = "email/incident_assigned.txt")]
+struct AssignedText<'a> {
+    number: i64,
+    title: &'a str,
+    severity: &'a str,
+    link: &'a str,
+    actor: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(path = "email/incident_assigned.html")]
+struct AssignedHtml<'a> {
+    number: i64,
+    title: &'a str,
+    severity: &'a str,
+    link: &'a str,
+    actor: &'a str,
+}
+
+/// Tells the assignee by email (through the outbox, in the caller's transaction).
+async fn notify_assignee(
+    conn: &mut AnyConnection,
+    incident: &Incident,
+    to: &str,
+    actor: &str,
+    now: Millis,
+) -> Result<(), IncidentError> {
+    use askama::Template;
+    let link = link(&incident.id);
+    let render = |e: askama::Error| IncidentError::Invalid(format!("email template: {e}"));
+    let text = AssignedText {
+        number: incident.number,
+        title: &incident.title,
+        severity: incident.severity.as_str(),
+        link: &link,
+        actor,
+    }
+    .render()
+    .map_err(render)?;
+    let html = AssignedHtml {
+        number: incident.number,
+        title: &incident.title,
+        severity: incident.severity.as_str(),
+        link: &link,
+        actor,
+    }
+    .render()
+    .map_err(render)?;
+    crate::notify::enqueue(
+        conn,
+        to,
+        &format!("[trustplane] INC-{} assigned to you", incident.number),
+        &text,
+        &html,
+        &format!("incident:{}", incident.id),
+        now,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Moves an incident to `to` when that transition is allowed. Closing a SEV1 or SEV2 needs a

@@ -170,8 +170,19 @@ async fn a_late_reported_incident_is_breached_escalated_once_and_quieted_by_tria
     run_job(&app, "sla_watch").await;
     run_job(&app, "outbox_deliver").await;
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(messages_to(&server, "ana@example.com"), 1);
+    // The assignment is the only new message: no escalation after triage.
     assert_eq!(messages_to(&server, "lead@example.com"), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.received().contains("assigned to you") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        messages_to(&server, "ana@example.com"),
+        2,
+        "{}",
+        server.received()
+    );
+    assert_eq!(server.received().matches("assigned to you").count(), 1);
     let mut conn = app.state.db.pool.acquire().await.unwrap();
     let detail = incidents::detail(&mut conn, &incident.id, app.state.now())
         .await
