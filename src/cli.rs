@@ -817,3 +817,10 @@ pub fn cli_actor() -> String {
     };
     format!("cli:{}@{}", clean(&user), clean(&host))
 }
+
+/// A command-line time in RFC 3339 (`2027-01-15T09:30:00+01:00`), naming the flag on error.
+pub fn rfc3339_arg(raw: &str, flag: &str) -> anyhow::Result<crate::clock::Millis> {
+    chrono::DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| t.timestamp_millis())
+        .with_context(|| format!("--{flag}: `{raw}` is not an RFC 3339 time"))
+}

@@ -286,6 +286,21 @@ where
     }
 }
 
+/// A form's `datetime-local` value (`2027-01-15T09:30`), read as UTC because the forms say
+/// so; an empty field means `default`.
+pub fn datetime_local_utc(
+    raw: &str,
+    default: crate::clock::Millis,
+    what: &str,
+) -> Result<crate::clock::Millis, AppError> {
+    if raw.trim().is_empty() {
+        return Ok(default);
+    }
+    chrono::NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%dT%H:%M")
+        .map(|t| t.and_utc().timestamp_millis())
+        .map_err(|_| AppError::BadRequest(format!("The {what} `{raw}` is not a date and time.")))
+}
+
 /// Truncates user input to `max` characters for safe display in messages.
 pub fn clip(input: &str, max: usize) -> String {
     input.chars().take(max).collect()

@@ -201,16 +201,6 @@ async fn finding_list_get(
     })
 }
 
-/// A `datetime-local` value read as UTC (the forms say so); empty means `default`.
-fn parse_utc(raw: &str, default: Millis, what: &str) -> AppResult<Millis> {
-    if raw.trim().is_empty() {
-        return Ok(default);
-    }
-    chrono::NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%dT%H:%M")
-        .map(|t| t.and_utc().timestamp_millis())
-        .map_err(|_| AppError::BadRequest(format!("The {what} `{raw}` is not a date and time.")))
-}
-
 #[derive(Deserialize)]
 struct NewForm {
     title: String,
@@ -239,7 +229,7 @@ async fn finding_create_post(
         cvss_vector: form.cvss_vector,
         asset: form.asset,
         source: form.source,
-        confirmed_at: parse_utc(&form.confirmed_at, now, "confirmation time")?,
+        confirmed_at: crate::web::datetime_local_utc(&form.confirmed_at, now, "confirmation time")?,
         engagement_id: None,
     };
     let mut tx = state.db.begin().await?;

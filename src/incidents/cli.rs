@@ -7,7 +7,7 @@ use clap::Subcommand;
 use super::model::{Severity, Source};
 use super::store::{self, IncidentFilter};
 use crate::audit::RequestMeta;
-use crate::clock::{Clock, MINUTE, Millis, SystemClock, format_ms};
+use crate::clock::{Clock, MINUTE, SystemClock, format_ms};
 use crate::config::Config;
 use crate::db::Db;
 
@@ -44,12 +44,6 @@ pub enum IncidentsCommand {
     },
 }
 
-fn rfc3339(raw: &str, flag: &str) -> anyhow::Result<Millis> {
-    chrono::DateTime::parse_from_rfc3339(raw.trim())
-        .map(|t| t.timestamp_millis())
-        .with_context(|| format!("--{flag}: `{raw}` is not an RFC 3339 time"))
-}
-
 async fn resolve(conn: &mut sqlx::AnyConnection, raw: &str) -> anyhow::Result<String> {
     let number = raw
         .trim()
@@ -84,11 +78,11 @@ pub async fn run(config: &Config, db: &Db, command: IncidentsCommand) -> anyhow:
                 controller_notice_hours: config.controller_notice_hours,
             };
             let detected_at = match detected_at {
-                Some(raw) => rfc3339(&raw, "detected-at")?,
+                Some(raw) => crate::cli::rfc3339_arg(&raw, "detected-at")?,
                 None => now,
             };
             let aware = match (personal_data, aware_at) {
-                (true, Some(raw)) => Some(rfc3339(&raw, "aware-at")?),
+                (true, Some(raw)) => Some(crate::cli::rfc3339_arg(&raw, "aware-at")?),
                 _ => None,
             };
             let new = super::NewIncident {

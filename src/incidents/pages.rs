@@ -274,25 +274,19 @@ struct NewForm {
     aware_at: String,
 }
 
-/// A `datetime-local` value read as UTC (the form says so); empty means `default`.
-fn parse_utc(raw: &str, default: Millis, what: &str) -> AppResult<Millis> {
-    if raw.trim().is_empty() {
-        return Ok(default);
-    }
-    chrono::NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%dT%H:%M")
-        .map(|t| t.and_utc().timestamp_millis())
-        .map_err(|_| AppError::BadRequest(format!("The {what} `{raw}` is not a date and time.")))
-}
-
 async fn incident_create_post(
     State(state): State<AppState>,
     visitor: Visitor,
     Form(form): Form<NewForm>,
 ) -> AppResult<Response> {
     let now = state.now();
-    let detected_at = parse_utc(&form.detected_at, now, "detection time")?;
+    let detected_at = crate::web::datetime_local_utc(&form.detected_at, now, "detection time")?;
     let aware_at = if form.personal_data == "yes" {
-        Some(parse_utc(&form.aware_at, now, "time of awareness")?)
+        Some(crate::web::datetime_local_utc(
+            &form.aware_at,
+            now,
+            "time of awareness",
+        )?)
     } else {
         None
     };
@@ -674,7 +668,11 @@ async fn incident_authority_notice_post(
         notified_at: if form.notified_at.trim().is_empty() {
             None
         } else {
-            Some(parse_utc(&form.notified_at, now, "notification time")?)
+            Some(crate::web::datetime_local_utc(
+                &form.notified_at,
+                now,
+                "notification time",
+            )?)
         },
         late_reason: field(&form.late_reason, "reason for the delay")?,
     };

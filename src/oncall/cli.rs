@@ -1,11 +1,10 @@
 //! `trustplane oncall …`: the same operations as the On-call page, audited with the
 //! operating-system user as actor.
 
-use anyhow::Context;
 use clap::Subcommand;
 
 use crate::audit::RequestMeta;
-use crate::clock::{Clock, Millis, SystemClock, format_ms};
+use crate::clock::{Clock, SystemClock, format_ms};
 use crate::db::Db;
 
 #[derive(Subcommand, Debug)]
@@ -43,12 +42,6 @@ pub enum OnCallCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn rfc3339(raw: &str, flag: &str) -> anyhow::Result<Millis> {
-    chrono::DateTime::parse_from_rfc3339(raw.trim())
-        .map(|t| t.timestamp_millis())
-        .with_context(|| format!("--{flag}: `{raw}` is not an RFC 3339 time"))
 }
 
 pub async fn run(db: &Db, command: OnCallCommand) -> anyhow::Result<()> {
@@ -90,7 +83,10 @@ pub async fn run(db: &Db, command: OnCallCommand) -> anyhow::Result<()> {
             to,
             reason,
         } => {
-            let (from, to) = (rfc3339(&from, "from")?, rfc3339(&to, "to")?);
+            let (from, to) = (
+                crate::cli::rfc3339_arg(&from, "from")?,
+                crate::cli::rfc3339_arg(&to, "to")?,
+            );
             let mut tx = db.begin().await?;
             let id = super::add_override(&mut tx, &person, from, to, &reason, &actor, &meta, now)
                 .await?;
