@@ -512,3 +512,48 @@ pub async fn accept_risk(
     .await?;
     Ok(finding)
 }
+
+/// Reopens every finding whose risk acceptance has expired: back to `open`, with its
+/// remediation clock running again (paused time does not count). Returns how many.
+pub async fn reopen_expired_risks(
+    conn: &mut AnyConnection,
+    now: Millis,
+) -> Result<usize, FindingError> {
+    let expired = store::expired_risk_acceptances(conn, now).await?;
+    let meta = RequestMeta::default();
+    for mut finding in expired.iter().cloned() {
+        let version = finding.version;
+        finding.status = Status::Open;
+        finding.risk_approver = None;
+        finding.risk_reason = None;
+        finding.risk_expires_at = None;
+        save(conn, &finding, version, now).await?;
+        if remediation_clock(conn, &finding.id)
+            .await?
+            .is_some_and(|c| c.state == sla::ClockState::Paused)
+        {
+            sla::resume(
+                conn,
+                now,
+                &subject(&finding.id),
+                REMEDIATION_CLOCK,
+                "system",
+                &meta,
+            )
+            .await?;
+        }
+        audit::append(
+            conn,
+            now,
+            &meta,
+            AuditEvent::new(
+                "system",
+                "finding.risk_expired",
+                format!("finding:{}", finding.id),
+            )
+            .detail("number", finding.number),
+        )
+        .await?;
+    }
+    Ok(expired.len())
+}

@@ -237,3 +237,21 @@ pub async fn critical_record(
     .await?;
     Ok((row.try_get("met")?, row.try_get("breached")?))
 }
+
+/// Findings whose accepted risk expired at or before `now`.
+pub async fn expired_risk_acceptances(
+    conn: &mut AnyConnection,
+    now: Millis,
+) -> Result<Vec<Finding>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM findings f WHERE f.status = 'risk_accepted' \
+         AND f.risk_expires_at <= $1 ORDER BY f.number LIMIT 500"
+    );
+    sqlx::query(&sql)
+        .bind(now)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(Finding::from_row)
+        .collect()
+}

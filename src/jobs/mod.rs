@@ -26,7 +26,7 @@ pub struct JobSpec {
 }
 
 /// Every scheduled job.
-pub const JOBS: [JobSpec; 7] = [
+pub const JOBS: [JobSpec; 8] = [
     JobSpec {
         name: "retention_purge",
         schedule: "0 */10 * * * *",
@@ -60,6 +60,12 @@ pub const JOBS: [JobSpec; 7] = [
         schedule: "0 30 3 * * *",
         description: "Restores the newest backup into a temporary place and checks it \
                       (integrity, audit chain); records the result in the ledger.",
+    },
+    JobSpec {
+        name: "risk_acceptance_expiry",
+        schedule: "0 */15 * * * *",
+        description: "Reopens findings whose accepted risk has expired and resumes their \
+                      remediation clocks.",
     },
     JobSpec {
         name: "failed_jobs_digest",
@@ -138,6 +144,12 @@ async fn execute(state: &AppState, job: &str, run_id: &str) -> anyhow::Result<Va
             crate::sla::webhook::deliver(state).await?,
         )?),
         "failed_jobs_digest" => crate::notify::failed_jobs_digest(state).await,
+        "risk_acceptance_expiry" => {
+            let mut tx = state.db.begin().await?;
+            let reopened = crate::findings::reopen_expired_risks(&mut tx, state.now()).await?;
+            tx.commit().await?;
+            Ok(serde_json::json!({ "reopened": reopened }))
+        }
         "backup_daily" => crate::backup::scheduled(state).await,
         "backup_restore_test" => crate::backup::restore_test(state).await,
         other => anyhow::bail!("unknown job {other}"),

@@ -167,5 +167,28 @@ async fn a_fix_in_time_is_met_and_risk_is_accepted_only_by_someone_else(backend:
     assert_eq!(fixed.state, ClockState::Met, "{fixed:?}");
     let accepted = remediation_due(&app, &saved[1].id).await;
     assert_eq!(accepted.state, ClockState::Paused);
+
+    // When the acceptance expires, the finding reopens and its clock runs again.
+    app.clock.set(T0 + 30 * DAY - 1);
+    let summary = trustplane::jobs::Scheduler::new(app.state.clone())
+        .unwrap()
+        .run_now("risk_acceptance_expiry")
+        .await
+        .unwrap();
+    assert_eq!(summary.counts["reopened"], 0);
+    app.clock.set(T0 + 30 * DAY);
+    let summary = trustplane::jobs::Scheduler::new(app.state.clone())
+        .unwrap()
+        .run_now("risk_acceptance_expiry")
+        .await
+        .unwrap();
+    assert_eq!(summary.counts["reopened"], 1);
+    let reopened = remediation_due(&app, &saved[1].id).await;
+    assert_eq!(reopened.state, ClockState::Running);
+    assert_eq!(
+        reopened.due_at,
+        T0 + 30 * DAY + 30 * DAY,
+        "the paused month does not count"
+    );
 }
 both_backends!(a_fix_in_time_is_met_and_risk_is_accepted_only_by_someone_else);
