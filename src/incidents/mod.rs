@@ -130,7 +130,10 @@ pub async fn open(
             "The detection time is in the future.".into(),
         ));
     }
-    if new.personal_data_aware_at.is_some_and(|aware| aware > now + MINUTE) {
+    if new
+        .personal_data_aware_at
+        .is_some_and(|aware| aware > now + MINUTE)
+    {
         return Err(IncidentError::Invalid(
             "The time of awareness is in the future.".into(),
         ));
