@@ -222,13 +222,15 @@ pub async fn list(
     }
     // `now` is the server's clock (an integer), never user input, so it is written inline.
     let now = filter.now;
-    let breached_clock = format!(
-        "b.subject_kind = 'incident' AND b.subject_id = i.id AND (b.state = 'breached' \
-         OR (b.state = 'running' AND b.due_at <= {now}))"
-    );
+    let breached_state =
+        format!("(b.state = 'breached' OR (b.state = 'running' AND b.due_at <= {now}))");
+    let breached_clock =
+        format!("b.subject_kind = 'incident' AND b.subject_id = i.id AND {breached_state}");
     if filter.breached {
+        // One pass over the clocks rather than one probe per incident.
         conditions.push(format!(
-            "EXISTS (SELECT 1 FROM sla_clocks b WHERE {breached_clock})"
+            "i.id IN (SELECT b.subject_id FROM sla_clocks b \
+             WHERE b.subject_kind = 'incident' AND {breached_state})"
         ));
     }
     let where_clause = if conditions.is_empty() {
