@@ -6,26 +6,19 @@
 //! `TRUSTPLANE_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`, is
 //! skipped with a notice when unreachable). `HTTP_BENCH_SECONDS` changes the 10 s per URL.
 
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use trustplane::audit::{self, AuditEvent, Outcome, RequestMeta};
 use trustplane::staff::model::Role;
 
 mod common;
 
+use common::wrk::{self, CONNECTIONS as WRK_CONNECTIONS, SERIAL, THREADS as WRK_THREADS};
 use common::{BenchDb, T0};
 
 const EVENTS: i64 = 100_000;
 const EVENTS_PER_TX: i64 = 10_000;
-const WRK_THREADS: u32 = 2;
-const WRK_CONNECTIONS: u32 = 16;
-/// Far above any latency seen, so slow requests count in the percentiles instead of being
-/// dropped as timeouts (wrk's default is 2 s).
-const WRK_TIMEOUT_SECONDS: u32 = 30;
-/// Sequential requests per URL for the unloaded latency.
-const SERIAL: usize = 41;
 
 /// The URLs measured, the first being the baseline.
 const TARGETS: [(&str, &str); 7] = [
@@ -61,14 +54,8 @@ fn main() -> anyhow::Result<()> {
         println!("http_audit: skipped (run it with `cargo bench --bench http_audit`)");
         return Ok(());
     }
-    Command::new("wrk")
-        .arg("--version")
-        .output()
-        .context("wrk must be installed (Debian: apt-get install -y wrk)")?;
-    let seconds: u32 = match std::env::var("HTTP_BENCH_SECONDS") {
-        Ok(raw) => raw.parse().context("HTTP_BENCH_SECONDS")?,
-        Err(_) => 10,
-    };
+    wrk::require()?;
+    let seconds = wrk::seconds()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         for backend in common::backends().await {
@@ -120,150 +107,6 @@ async fn seed(db: &BenchDb) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What wrk reported for one URL.
-#[derive(Debug, Default)]
-struct WrkResult {
-    p50_ms: f64,
-    p99_ms: f64,
-    requests_per_sec: f64,
-    non_2xx_3xx: u64,
-    timeouts: u64,
-}
-
-/// Converts wrk's `812.00us`, `1.23ms`, `1.02s`, `1.00m` to milliseconds.
-fn parse_duration_ms(raw: &str) -> Option<f64> {
-    let split = raw.find(|c: char| c.is_ascii_alphabetic())?;
-    let (number, unit) = raw.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let factor = match unit {
-        "us" => 0.001,
-        "ms" => 1.0,
-        "s" => 1_000.0,
-        "m" => 60_000.0,
-        "h" => 3_600_000.0,
-        _ => return None,
-    };
-    Some(value * factor)
-}
-
-fn parse_wrk(output: &str) -> anyhow::Result<WrkResult> {
-    let mut result = WrkResult::default();
-    let mut seen = (false, false, false);
-    for line in output.lines().map(str::trim) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        match fields.as_slice() {
-            ["50%", value] => {
-                result.p50_ms = parse_duration_ms(value).context("p50")?;
-                seen.0 = true;
-            }
-            ["99%", value] => {
-                result.p99_ms = parse_duration_ms(value).context("p99")?;
-                seen.1 = true;
-            }
-            ["Requests/sec:", value] => {
-                result.requests_per_sec = value.parse().context("requests/sec")?;
-                seen.2 = true;
-            }
-            ["Non-2xx", "or", "3xx", "responses:", count] => {
-                result.non_2xx_3xx = count.parse().unwrap_or(u64::MAX);
-            }
-            [
-                "Socket",
-                "errors:",
-                "connect",
-                c,
-                "read",
-                r,
-                "write",
-                w,
-                "timeout",
-                t,
-            ] => {
-                let count = |f: &str| f.trim_end_matches(',').parse::<u64>().unwrap_or(1);
-                if count(c) + count(r) + count(w) > 0 {
-                    bail!("socket errors:\n{output}");
-                }
-                result.timeouts = count(t);
-            }
-            _ => {}
-        }
-    }
-    if seen != (true, true, true) {
-        bail!("unexpected wrk output:\n{output}");
-    }
-    Ok(result)
-}
-
-fn run_wrk(url: &str, cookie: &str, seconds: u32) -> anyhow::Result<(WrkResult, String)> {
-    let output = Command::new("wrk")
-        .arg(format!("-t{WRK_THREADS}"))
-        .arg(format!("-c{WRK_CONNECTIONS}"))
-        .arg(format!("-d{seconds}s"))
-        .arg("--latency")
-        .arg(format!("--timeout={WRK_TIMEOUT_SECONDS}s"))
-        .arg("-H")
-        .arg(format!("Cookie: {cookie}"))
-        .arg(url)
-        .output()
-        .context("running wrk")?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        bail!(
-            "wrk failed: {}\n{text}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok((parse_wrk(&text)?, text))
-}
-
-/// Median latency of `SERIAL` sequential GETs on one kept-alive connection.
-async fn serial_median_ms(
-    client: &reqwest::Client,
-    url: &str,
-    cookie: &str,
-) -> anyhow::Result<f64> {
-    let mut times = Vec::with_capacity(SERIAL);
-    for _ in 0..SERIAL {
-        let started = Instant::now();
-        let response = client
-            .get(url)
-            .header(reqwest::header::COOKIE, cookie)
-            .send()
-            .await?;
-        let status = response.status();
-        response.bytes().await?;
-        if status != reqwest::StatusCode::OK {
-            bail!("GET {url}: {status}");
-        }
-        times.push(started.elapsed().as_secs_f64() * 1_000.0);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[SERIAL / 2])
-}
-
-/// One GET that must answer 200 with `needle` in the body (not a redirect to the login page).
-async fn check_page(
-    client: &reqwest::Client,
-    url: &str,
-    cookie: &str,
-    needle: &str,
-) -> anyhow::Result<usize> {
-    let response = client
-        .get(url)
-        .header(reqwest::header::COOKIE, cookie)
-        .send()
-        .await?;
-    let status = response.status();
-    let body = response.text().await?;
-    if status != reqwest::StatusCode::OK || !body.contains(needle) {
-        bail!(
-            "GET {url}: expected 200 with {needle:?}, got {status}: {}",
-            body.chars().take(300).collect::<String>()
-        );
-    }
-    Ok(body.len())
-}
-
 async fn measure(db: &BenchDb, seconds: u32) -> anyhow::Result<()> {
     let name = db.backend.name();
     seed(db).await?;
@@ -287,7 +130,7 @@ async fn measure(db: &BenchDb, seconds: u32) -> anyhow::Result<()> {
     ];
     let mut sizes = Vec::new();
     for ((path, _), needle) in TARGETS.iter().zip(needles) {
-        sizes.push(check_page(&client, &format!("{base}{path}"), &cookie, needle).await?);
+        sizes.push(wrk::check_page(&client, &format!("{base}{path}"), &cookie, needle).await?);
     }
 
     println!(
@@ -302,11 +145,11 @@ async fn measure(db: &BenchDb, seconds: u32) -> anyhow::Result<()> {
     let mut baseline = None;
     for ((path, what), size) in TARGETS.iter().zip(&sizes) {
         let url = format!("{base}{path}");
-        let serial = serial_median_ms(&client, &url, &cookie).await?;
+        let serial = wrk::serial_median_ms(&client, &url, &cookie).await?;
         // wrk blocks; keep the runtime's workers free to serve it.
         let (wrk_url, wrk_cookie) = (url.clone(), cookie.clone());
         let (result, raw) =
-            tokio::task::spawn_blocking(move || run_wrk(&wrk_url, &wrk_cookie, seconds)).await??;
+            tokio::task::spawn_blocking(move || wrk::run(&wrk_url, &wrk_cookie, seconds)).await??;
         if result.non_2xx_3xx > 0 {
             bail!("[{name}] GET {path}: error responses under load:\n{raw}");
         }
@@ -324,7 +167,7 @@ async fn measure(db: &BenchDb, seconds: u32) -> anyhow::Result<()> {
         );
     }
     // The session must still be valid afterwards, or wrk measured something else.
-    check_page(&client, &format!("{base}/audit"), &cookie, "100000 events.").await?;
+    wrk::check_page(&client, &format!("{base}/audit"), &cookie, "100000 events.").await?;
 
     running.handle.shutdown();
     running.task.await??;

@@ -1,7 +1,12 @@
 //! Set-up shared by the benchmarks: a real app state on a fresh SQLite file or a fresh
 //! PostgreSQL database (created for the run and dropped after it), and a staff account with a
-//! fully authenticated session.
+//! fully authenticated session, and the `wrk` driver of the HTTP load benchmarks ([`wrk`]).
+// Each benchmark binary compiles this module and uses only part of it.
+#![allow(dead_code)]
 
+pub mod wrk;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,7 +19,8 @@ use trustplane::crypto::Keyring;
 use trustplane::staff::model::{DisplayName, Email, Role};
 use trustplane::staff::store;
 
-/// 2027-01-15 08:00 UTC; the manual clock never moves, so sessions never go idle.
+/// 2027-01-15 08:00 UTC; the manual clock stays there unless a benchmark moves it, so
+/// sessions never go idle.
 pub const T0: i64 = 1_800_000_000_000;
 
 /// The password of every benchmark account.
@@ -61,6 +67,8 @@ pub async fn backends() -> Vec<Backend> {
 /// An app state on its own database.
 pub struct BenchDb {
     pub state: AppState,
+    /// The state's clock, for benchmarks that move time (it starts at [`T0`]).
+    pub clock: Arc<ManualClock>,
     pub backend: Backend,
     pg_database: Option<String>,
     _dir: tempfile::TempDir,
@@ -100,11 +108,12 @@ impl BenchDb {
             scheduler_enabled: false,
             ..Config::default()
         };
+        let clock = ManualClock::new(T0);
         let state =
-            trustplane::server::build_state(config, ManualClock::new(T0), Keyring::generate())
-                .await?;
+            trustplane::server::build_state(config, clock.clone(), Keyring::generate()).await?;
         Ok(Self {
             state,
+            clock,
             backend,
             pg_database,
             _dir: dir,

@@ -222,13 +222,15 @@ pub async fn list(
     }
     // `now` is the server's clock (an integer), never user input, so it is written inline.
     let now = filter.now;
-    let breached_clock = format!(
-        "b.subject_kind = 'incident' AND b.subject_id = i.id AND (b.state = 'breached' \
-         OR (b.state = 'running' AND b.due_at <= {now}))"
-    );
+    let breached_state =
+        format!("(b.state = 'breached' OR (b.state = 'running' AND b.due_at <= {now}))");
+    let breached_clock =
+        format!("b.subject_kind = 'incident' AND b.subject_id = i.id AND {breached_state}");
     if filter.breached {
+        // One pass over the clocks rather than one probe per incident.
         conditions.push(format!(
-            "EXISTS (SELECT 1 FROM sla_clocks b WHERE {breached_clock})"
+            "i.id IN (SELECT b.subject_id FROM sla_clocks b \
+             WHERE b.subject_kind = 'incident' AND {breached_state})"
         ));
     }
     let where_clause = if conditions.is_empty() {
@@ -243,18 +245,27 @@ pub async fn list(
     }
     let total: i64 = count.fetch_one(&mut *conn).await?.try_get("n")?;
 
+    // The page is chosen first from the sort keys alone (narrow rows to sort, no per-row
+    // subquery); only its rows are then read in full and get their breached-clock count.
     let sql = format!(
         "SELECT {COLUMNS}, t.due_at AS triage_due_at, t.state AS triage_state, \
            (SELECT COUNT(*) FROM sla_clocks b WHERE {breached_clock}) AS breached_clocks \
-         FROM incidents i \
+         FROM ( \
+           SELECT i.id AS page_id, \
+             CASE WHEN i.status IN ('resolved', 'closed') THEN 1 ELSE 0 END AS done_rank, \
+             CASE WHEN t.state IN ('running', 'breached') AND t.stopped_at IS NULL \
+                  THEN t.due_at ELSE NULL END AS open_due_at, \
+             i.detected_at AS page_detected_at, i.number AS page_number \
+           FROM incidents i \
+           LEFT JOIN sla_clocks t ON t.subject_kind = 'incident' AND t.subject_id = i.id \
+                AND t.name = 'triage' \
+           {where_clause} \
+           ORDER BY done_rank, open_due_at, page_detected_at DESC, page_number DESC \
+           LIMIT {} OFFSET {}) p \
+         JOIN incidents i ON i.id = p.page_id \
          LEFT JOIN sla_clocks t ON t.subject_kind = 'incident' AND t.subject_id = i.id \
               AND t.name = 'triage' \
-         {where_clause} \
-         ORDER BY CASE WHEN i.status IN ('resolved', 'closed') THEN 1 ELSE 0 END, \
-              CASE WHEN t.state IN ('running', 'breached') AND t.stopped_at IS NULL \
-                   THEN t.due_at ELSE NULL END, \
-              i.detected_at DESC, i.number DESC \
-         LIMIT {} OFFSET {}",
+         ORDER BY p.done_rank, p.open_due_at, p.page_detected_at DESC, p.page_number DESC",
         filter.limit.clamp(1, 500),
         filter.offset.max(0)
     );
