@@ -245,6 +245,8 @@ pub async fn list(
     }
     let total: i64 = count.fetch_one(&mut *conn).await?.try_get("n")?;
 
+    // Incidents without an open triage clock sort after those with one (an explicit maximum,
+    // not NULL: SQLite and PostgreSQL order NULLs differently).
     // The page is chosen first from the sort keys alone (narrow rows to sort, no per-row
     // subquery); only its rows are then read in full and get their breached-clock count.
     let sql = format!(
@@ -254,7 +256,7 @@ pub async fn list(
            SELECT i.id AS page_id, \
              CASE WHEN i.status IN ('resolved', 'closed') THEN 1 ELSE 0 END AS done_rank, \
              CASE WHEN t.state IN ('running', 'breached') AND t.stopped_at IS NULL \
-                  THEN t.due_at ELSE NULL END AS open_due_at, \
+                  THEN t.due_at ELSE 9223372036854775807 END AS open_due_at, \
              i.detected_at AS page_detected_at, i.number AS page_number \
            FROM incidents i \
            LEFT JOIN sla_clocks t ON t.subject_kind = 'incident' AND t.subject_id = i.id \

@@ -592,3 +592,48 @@ async fn the_dashboard_figures_come_from_the_incident_and_finding_records(backen
     assert!(page.contains(r#"data-record="PEN-1" data-ok="true""#));
 }
 both_backends!(the_dashboard_figures_come_from_the_incident_and_finding_records);
+
+async fn the_list_puts_the_most_urgent_first_on_both_backends(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_staff("ana@example.com", &[Role::Security], true)
+        .await;
+    let triaged = open(&app, &new_incident(T0 - 30 * MINUTE)).await;
+    let overdue = open(&app, &new_incident(T0 - 2 * HOUR)).await;
+    let waiting = open(&app, &new_incident(T0 - 10 * MINUTE)).await;
+    let mut tx = app.state.db.begin().await.unwrap();
+    incidents::triage(
+        &mut tx,
+        &triaged.id,
+        1,
+        Severity::Sev3,
+        "ana@example.com",
+        ACTOR,
+        &RequestMeta::default(),
+        T0,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut conn = app.state.db.pool.acquire().await.unwrap();
+    let (rows, total) = incidents::store::list(
+        &mut conn,
+        &incidents::store::IncidentFilter {
+            limit: 10,
+            now: T0,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(total, 3);
+    let order: Vec<&str> = rows.iter().map(|r| r.incident.id.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            overdue.id.as_str(),
+            waiting.id.as_str(),
+            triaged.id.as_str()
+        ]
+    );
+}
+both_backends!(the_list_puts_the_most_urgent_first_on_both_backends);
