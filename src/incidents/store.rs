@@ -238,45 +238,94 @@ pub async fn list(
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
-    let count_sql = format!("SELECT COUNT(*) AS n FROM incidents i {where_clause}");
-    let mut count = sqlx::query(&count_sql);
-    for value in &binds {
-        count = count.bind(value);
-    }
-    let total: i64 = count.fetch_one(&mut *conn).await?.try_get("n")?;
+    let and = if conditions.is_empty() {
+        "WHERE"
+    } else {
+        "AND"
+    };
+    let open_only = format!("{where_clause} {and} i.status NOT IN ('resolved', 'closed')");
+    let done_only = format!("{where_clause} {and} i.status IN ('resolved', 'closed')");
+    let total = count_where(conn, &where_clause, &binds).await?;
+    let open_total = count_where(conn, &open_only, &binds).await?;
 
-    // Incidents without an open triage clock sort after those with one (an explicit maximum,
-    // not NULL: SQLite and PostgreSQL order NULLs differently).
-    // The page is chosen first from the sort keys alone (narrow rows to sort, no per-row
-    // subquery); only its rows are then read in full and get their breached-clock count.
-    let sql = format!(
-        "SELECT {COLUMNS}, t.due_at AS triage_due_at, t.state AS triage_state, \
-           (SELECT COUNT(*) FROM sla_clocks b WHERE {breached_clock}) AS breached_clocks \
-         FROM ( \
-           SELECT i.id AS page_id, \
-             CASE WHEN i.status IN ('resolved', 'closed') THEN 1 ELSE 0 END AS done_rank, \
-             CASE WHEN t.state IN ('running', 'breached') AND t.stopped_at IS NULL \
-                  THEN t.due_at ELSE 9223372036854775807 END AS open_due_at, \
-             i.detected_at AS page_detected_at, i.number AS page_number \
-           FROM incidents i \
-           LEFT JOIN sla_clocks t ON t.subject_kind = 'incident' AND t.subject_id = i.id \
-                AND t.name = 'triage' \
-           {where_clause} \
-           ORDER BY done_rank, open_due_at, page_detected_at DESC, page_number DESC \
-           LIMIT {} OFFSET {}) p \
-         JOIN incidents i ON i.id = p.page_id \
-         LEFT JOIN sla_clocks t ON t.subject_kind = 'incident' AND t.subject_id = i.id \
-              AND t.name = 'triage' \
-         ORDER BY p.done_rank, p.open_due_at, p.page_detected_at DESC, p.page_number DESC",
-        filter.limit.clamp(1, 500),
-        filter.offset.max(0)
-    );
+    // Open incidents (few) come first, by their open triage deadline — those without one
+    // (already triaged) after those with one, through an explicit maximum since SQLite and
+    // PostgreSQL order NULLs differently. Resolved and closed incidents (the many) follow,
+    // newest first, paged along the (detected_at, number) index without sorting them all.
+    // Each segment picks its page from the sort keys alone; only those rows are read in
+    // full and get their breached-clock count.
+    let limit = filter.limit.clamp(1, 500);
+    let offset = filter.offset.max(0);
+    let mut rows = Vec::new();
+    if offset < open_total {
+        let sql = format!(
+            "SELECT {COLUMNS}, t.due_at AS triage_due_at, t.state AS triage_state, \
+               (SELECT COUNT(*) FROM sla_clocks b WHERE {breached_clock}) AS breached_clocks \
+             FROM ( \
+               SELECT i.id AS page_id, \
+                 CASE WHEN t.state IN ('running', 'breached') AND t.stopped_at IS NULL \
+                      THEN t.due_at ELSE 9223372036854775807 END AS open_due_at, \
+                 i.detected_at AS page_detected_at, i.number AS page_number \
+               FROM incidents i \
+               LEFT JOIN sla_clocks t ON t.subject_kind = 'incident' AND t.subject_id = i.id \
+                    AND t.name = 'triage' \
+               {open_only} \
+               ORDER BY open_due_at, page_detected_at DESC, page_number DESC \
+               LIMIT {limit} OFFSET {offset}) p \
+             JOIN incidents i ON i.id = p.page_id \
+             LEFT JOIN sla_clocks t ON t.subject_kind = 'incident' AND t.subject_id = i.id \
+                  AND t.name = 'triage' \
+             ORDER BY p.open_due_at, p.page_detected_at DESC, p.page_number DESC"
+        );
+        rows.extend(fetch_rows(conn, &sql, &binds).await?);
+    }
+    let remaining = limit - i64::try_from(rows.len()).unwrap_or(limit);
+    if remaining > 0 {
+        let done_offset = (offset - open_total).max(0);
+        let sql = format!(
+            "SELECT {COLUMNS}, t.due_at AS triage_due_at, t.state AS triage_state, \
+               (SELECT COUNT(*) FROM sla_clocks b WHERE {breached_clock}) AS breached_clocks \
+             FROM ( \
+               SELECT i.id AS page_id, i.detected_at AS page_detected_at, \
+                 i.number AS page_number \
+               FROM incidents i {done_only} \
+               ORDER BY i.detected_at DESC, i.number DESC \
+               LIMIT {remaining} OFFSET {done_offset}) p \
+             JOIN incidents i ON i.id = p.page_id \
+             LEFT JOIN sla_clocks t ON t.subject_kind = 'incident' AND t.subject_id = i.id \
+                  AND t.name = 'triage' \
+             ORDER BY p.page_detected_at DESC, p.page_number DESC"
+        );
+        rows.extend(fetch_rows(conn, &sql, &binds).await?);
+    }
+    Ok((rows, total))
+}
+
+async fn count_where(
+    conn: &mut AnyConnection,
+    where_clause: &str,
+    binds: &[String],
+) -> Result<i64, sqlx::Error> {
+    let sql = format!("SELECT COUNT(*) AS n FROM incidents i {where_clause}");
     let mut query = sqlx::query(&sql);
-    for value in &binds {
+    for value in binds {
         query = query.bind(value);
     }
-    let rows = query.fetch_all(&mut *conn).await?;
-    let rows = rows
+    query.fetch_one(conn).await?.try_get("n")
+}
+
+async fn fetch_rows(
+    conn: &mut AnyConnection,
+    sql: &str,
+    binds: &[String],
+) -> Result<Vec<IncidentRow>, sqlx::Error> {
+    let mut query = sqlx::query(sql);
+    for value in binds {
+        query = query.bind(value);
+    }
+    query
+        .fetch_all(conn)
+        .await?
         .iter()
         .map(|r| {
             Ok(IncidentRow {
@@ -286,8 +335,7 @@ pub async fn list(
                 breached_clocks: r.try_get("breached_clocks")?,
             })
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok((rows, total))
+        .collect()
 }
 
 /// One timeline entry.

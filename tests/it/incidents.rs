@@ -635,5 +635,58 @@ async fn the_list_puts_the_most_urgent_first_on_both_backends(backend: Backend) 
             triaged.id.as_str()
         ]
     );
+    drop(conn);
+
+    // Resolved incidents follow the open ones, newest first, and pages cross the boundary.
+    let mut resolved = Vec::new();
+    for detected in [T0 - 5 * HOUR, T0 - 3 * HOUR] {
+        let incident = open(&app, &new_incident(detected)).await;
+        let mut tx = app.state.db.begin().await.unwrap();
+        let meta = RequestMeta::default();
+        incidents::triage(
+            &mut tx,
+            &incident.id,
+            1,
+            Severity::Sev4,
+            "ana@example.com",
+            ACTOR,
+            &meta,
+            T0,
+        )
+        .await
+        .unwrap();
+        incidents::transition(&mut tx, &incident.id, 2, Status::Resolved, ACTOR, &meta, T0)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        resolved.push(incident.id);
+    }
+    let mut conn = app.state.db.pool.acquire().await.unwrap();
+    let mut pages = Vec::new();
+    for offset in [0, 2, 4] {
+        let (rows, total) = incidents::store::list(
+            &mut conn,
+            &incidents::store::IncidentFilter {
+                limit: 2,
+                offset,
+                now: T0,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(total, 5);
+        pages.extend(rows.into_iter().map(|r| r.incident.id));
+    }
+    assert_eq!(
+        pages,
+        [
+            overdue.id.clone(),
+            waiting.id.clone(),
+            triaged.id.clone(),
+            resolved[1].clone(),
+            resolved[0].clone()
+        ]
+    );
 }
 both_backends!(the_list_puts_the_most_urgent_first_on_both_backends);
