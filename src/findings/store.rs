@@ -71,6 +71,8 @@ impl Finding {
 
 /// Inserts a finding with the next number; returns the number.
 pub async fn insert(conn: &mut AnyConnection, f: &Finding) -> Result<i64, sqlx::Error> {
+    // Two reporters at once must not both take the same next number.
+    crate::db::lock_until_commit(conn, "finding numbers").await?;
     let row = sqlx::query("SELECT COALESCE(MAX(number), 0) + 1 AS next FROM findings")
         .fetch_one(&mut *conn)
         .await?;

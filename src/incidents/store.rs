@@ -83,6 +83,8 @@ pub async fn insert(
     conn: &mut AnyConnection,
     incident: &Incident,
 ) -> Result<(String, i64), sqlx::Error> {
+    // Two reporters at once must not both take the same next number.
+    crate::db::lock_until_commit(conn, "incident numbers").await?;
     let row = sqlx::query("SELECT COALESCE(MAX(number), 0) + 1 AS next FROM incidents")
         .fetch_one(&mut *conn)
         .await?;

@@ -151,12 +151,7 @@ pub async fn revoke_role(
 /// the second count waits for the first change to commit and sees it. SQLite transactions are
 /// already serialised (`BEGIN IMMEDIATE`).
 pub async fn count_active_admins(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
-    if conn.backend_name() == "PostgreSQL" {
-        // A fixed key: the bytes of "admins" as an integer, private to this check.
-        sqlx::query("SELECT pg_advisory_xact_lock(107083960249971)")
-            .execute(&mut *conn)
-            .await?;
-    }
+    crate::db::lock_until_commit(conn, "admins").await?;
     let row = sqlx::query(
         "SELECT COUNT(*) AS n FROM staff_roles r JOIN staff s ON s.id = r.staff_id \
          WHERE r.role = 'admin' AND s.disabled = 0",

@@ -690,3 +690,21 @@ async fn the_list_puts_the_most_urgent_first_on_both_backends(backend: Backend) 
     );
 }
 both_backends!(the_list_puts_the_most_urgent_first_on_both_backends);
+
+async fn concurrent_reports_each_get_their_own_number(backend: Backend) {
+    let app = std::sync::Arc::new(spawn_app(backend).await);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            open(&app, &new_incident(T0)).await.number
+        }));
+    }
+    let mut numbers = Vec::new();
+    for task in tasks {
+        numbers.push(task.await.unwrap());
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=8).collect::<Vec<i64>>());
+}
+both_backends!(concurrent_reports_each_get_their_own_number);
