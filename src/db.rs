@@ -166,6 +166,27 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
             || c == "55000" || c == "3D000" || c == "5" || c == "517"))
 }
 
+/// Serialises transactions that read-then-write a shared fact (the last admin, the next
+/// incident number): on PostgreSQL a transaction-scoped advisory lock on `name`, held until
+/// commit or rollback; on SQLite nothing, since `BEGIN IMMEDIATE` already serialises writers.
+pub async fn lock_until_commit(
+    conn: &mut sqlx::AnyConnection,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    if conn.backend_name() != "PostgreSQL" {
+        return Ok(());
+    }
+    // A stable 63-bit key from the name (FNV-1a), so each name locks independently.
+    let key = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }) >> 1;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(i64::try_from(key).unwrap_or(i64::MAX))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,25 +212,4 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
-}
-
-/// Serialises transactions that read-then-write a shared fact (the last admin, the next
-/// incident number): on PostgreSQL a transaction-scoped advisory lock on `name`, held until
-/// commit or rollback; on SQLite nothing, since `BEGIN IMMEDIATE` already serialises writers.
-pub async fn lock_until_commit(
-    conn: &mut sqlx::AnyConnection,
-    name: &str,
-) -> Result<(), sqlx::Error> {
-    if conn.backend_name() != "PostgreSQL" {
-        return Ok(());
-    }
-    // A stable 63-bit key from the name (FNV-1a), so each name locks independently.
-    let key = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    }) >> 1;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(i64::try_from(key).unwrap_or(i64::MAX))
-        .execute(conn)
-        .await
-        .map(|_| ())
 }
