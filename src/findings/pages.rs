@@ -53,16 +53,9 @@ pub(crate) fn clock_text(
 ) -> (String, &'static str) {
     match (due, state) {
         (Some(due), Some("running")) if due > now => {
-            let span = crate::sla::format::span(due - now);
-            (format!("{span} left"), "normal")
+            (crate::sla::format::until(due, now), "normal")
         }
-        (Some(due), Some("running" | "breached")) => (
-            format!(
-                "breached {} ago",
-                crate::sla::format::span((now - due).max(0))
-            ),
-            "red",
-        ),
+        (Some(due), Some("running" | "breached")) => (crate::sla::format::until(due, now), "red"),
         (Some(_), Some("paused")) => ("paused".into(), "normal"),
         (Some(_), Some("met")) => ("met".into(), "met"),
         _ => ("—".into(), "normal"),

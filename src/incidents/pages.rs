@@ -10,7 +10,7 @@ use super::model::{Severity, Source, Status};
 use super::store::{self, BreachNotice, IncidentFilter};
 use super::{IncidentSettings, NewIncident};
 use crate::app::AppState;
-use crate::clock::{MINUTE, Millis, format_ms};
+use crate::clock::{MINUTE, format_ms};
 use crate::error::{AppError, AppResult};
 use crate::portal::routes::{Access, PortalRoute, Visitor};
 use crate::portal::shell::{Shell, html};
@@ -55,16 +55,6 @@ pub fn settings(state: &AppState) -> IncidentSettings<'_> {
         triage_minutes: state.config.incident_triage_minutes,
         escalation_interval: state.config.incident_escalation_minutes * MINUTE,
         controller_notice_hours: state.config.controller_notice_hours,
-    }
-}
-
-/// Remaining time in words, computed on the server.
-fn remaining_text(due_at: Millis, now: Millis) -> String {
-    let left = due_at - now;
-    if left <= 0 {
-        format!("breached {} ago", crate::sla::format::span(-left))
-    } else {
-        format!("{} left", crate::sla::format::span(left))
     }
 }
 
@@ -166,7 +156,7 @@ async fn incident_list_get(
                 ) && r.incident.triaged_at.is_none()
             });
             let (triage, triage_class, due) = match (open_clock, r.incident.triaged_at) {
-                (Some(due), _) if due <= now => (remaining_text(due, now), "red", due),
+                (Some(due), _) if due <= now => (crate::sla::format::until(due, now), "red", due),
                 (Some(due), _) => {
                     let span = (due - r.incident.detected_at).max(1);
                     let class = if (due - now) * 4 < span {
@@ -174,7 +164,7 @@ async fn incident_list_get(
                     } else {
                         "normal"
                     };
-                    (remaining_text(due, now), class, due)
+                    (crate::sla::format::until(due, now), class, due)
                 }
                 (None, Some(at)) => (format!("triaged {}", format_ms(at)), "met", 0),
                 (None, None) => ("—".into(), "normal", 0),

@@ -58,6 +58,15 @@ pub fn split_recipients(stored: &str) -> Vec<String> {
         .collect()
 }
 
+/// Time to a deadline for people: `42m 10s left`, or `breached 1h 3m ago` once it passed.
+pub fn until(due_at: Millis, now: Millis) -> String {
+    if due_at > now {
+        format!("{} left", span(due_at - now))
+    } else {
+        format!("breached {} ago", span(now - due_at))
+    }
+}
+
 /// A span for people, to the two largest units: `2d 3h`, `3h 5m`, `42m 10s`, `9s`.
 pub fn span(ms: Millis) -> String {
     let ms = ms.max(0);
