@@ -67,6 +67,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::oncall::cli::OnCallCommand,
     },
+    /// Quarterly access reviews: open, list, show, export.
+    Reviews {
+        #[command(subcommand)]
+        command: crate::reviews::cli::ReviewsCommand,
+    },
     /// Retention purge.
     Purge {
         #[command(subcommand)]
@@ -307,6 +312,12 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Incidents { command } => {
             let db = open_db(&config).await?;
             let result = crate::incidents::cli::run(&config, &db, command).await;
+            db.pool.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Reviews { command } => {
+            let db = open_db(&config).await?;
+            let result = crate::reviews::cli::run(&config, &db, command).await;
             db.pool.close().await;
             result.map(|()| ExitCode::SUCCESS)
         }

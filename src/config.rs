@@ -129,6 +129,14 @@ pub struct Config {
     pub sla_holidays: Vec<String>,
     /// Receivers of signed SLA webhooks (reminder, breach, escalation).
     pub sla_webhooks: Vec<SlaWebhook>,
+    /// IANA time zone in which a quarter (and so an access-review campaign) begins.
+    pub review_timezone: String,
+    /// Days from opening an access-review campaign to its due date.
+    pub review_due_days: i64,
+    /// Days without a login or key use after which an access-review item is flagged dormant.
+    pub review_dormant_days: i64,
+    /// When a review's revokes are carried out: `decision` (at once) or `sign_off`.
+    pub review_execute: String,
 }
 
 /// One webhook receiver. The signing secret is never in the file: `secret_env` names the
@@ -224,6 +232,10 @@ impl Default for Config {
                 .to_vec(),
             sla_holidays: Vec::new(),
             sla_webhooks: Vec::new(),
+            review_timezone: "UTC".into(),
+            review_due_days: 14,
+            review_dormant_days: 90,
+            review_execute: "decision".into(),
             incident_triage_minutes: [60; 4],
             incident_escalation_minutes: 15,
             controller_notice_hours: 24,
@@ -496,6 +508,7 @@ impl Config {
             return Err(invalid("public_url", "is not a valid URL"));
         }
         self.sla_calendar()?;
+        crate::reviews::validate_config(self).map_err(|(key, problem)| invalid(key, problem))?;
         for (index, hook) in self.sla_webhooks.iter().enumerate() {
             validate_webhook(index, hook, |name| std::env::var(name).ok())?;
         }

@@ -60,6 +60,9 @@ pub mod oncall;
 pub mod portal;
 /// Retention purge, purge ledger and the retention control (RET-1, RET-2).
 pub mod retention;
+/// Quarterly access-review campaigns over staff roles and API keys (REV-1): snapshot,
+/// separation of duties, decisions executed and verified, sign-off, CSV report.
+pub mod reviews;
 /// Start-up, TLS, first-run setup link, graceful shutdown.
 pub mod server;
 /// SLA clocks for every deadline: business-day calendar, start/pause/resume/stop, the watch

@@ -26,7 +26,7 @@ pub struct JobSpec {
 }
 
 /// Every scheduled job.
-pub const JOBS: [JobSpec; 8] = [
+pub const JOBS: [JobSpec; 9] = [
     JobSpec {
         name: "retention_purge",
         schedule: "0 */10 * * * *",
@@ -66,6 +66,13 @@ pub const JOBS: [JobSpec; 8] = [
         schedule: "0 */15 * * * *",
         description: "Reopens findings whose accepted risk has expired and resumes their \
                       remediation clocks.",
+    },
+    JobSpec {
+        name: "access_review_open",
+        schedule: "0 0 * * * *",
+        description: "Opens the quarter's access-review campaign (staff roles and API keys) on \
+                      the first day of each calendar quarter in review_timezone; after downtime, \
+                      within the quarter's first 7 days.",
     },
     JobSpec {
         name: "failed_jobs_digest",
@@ -149,6 +156,13 @@ async fn execute(state: &AppState, job: &str, run_id: &str) -> anyhow::Result<Va
             let reopened = crate::findings::reopen_expired_risks(&mut tx, state.now()).await?;
             tx.commit().await?;
             Ok(serde_json::json!({ "reopened": reopened }))
+        }
+        "access_review_open" => {
+            let settings = crate::reviews::Settings::from_config(&state.config);
+            let opened =
+                crate::reviews::open_due(&state.db, &settings, &state.sla_calendar, state.now())
+                    .await?;
+            Ok(serde_json::json!({ "opened": opened }))
         }
         "backup_daily" => crate::backup::scheduled(state).await,
         "backup_restore_test" => crate::backup::restore_test(state).await,

@@ -136,3 +136,39 @@ pub async fn revoke(
     .await?;
     Ok(true)
 }
+
+/// Narrows an active key to `keep` (a non-empty subset of its scopes); audited as
+/// `key.scopes.narrow`. False (nothing changed) when the key is revoked, or `keep` is not a
+/// subset of what it holds. The caller forgets the key in the verification cache after commit.
+pub async fn narrow_scopes(
+    conn: &mut AnyConnection,
+    key: &store::KeyRecord,
+    keep: &[Scope],
+    actor: &str,
+    meta: &RequestMeta,
+    now: Millis,
+) -> Result<bool, sqlx::Error> {
+    let held = Scope::parse_list(&key.scopes).unwrap_or_default();
+    if keep.is_empty() || keep.iter().any(|s| !held.contains(s)) {
+        return Ok(false);
+    }
+    let mut keep = keep.to_vec();
+    keep.sort();
+    keep.dedup();
+    let keep_text = Scope::join(&keep);
+    if !store::set_scopes(conn, &key.id, &key.scopes, &keep_text).await? {
+        return Ok(false);
+    }
+    audit::append(
+        conn,
+        now,
+        meta,
+        AuditEvent::new(actor, "key.scopes.narrow", format!("key:{}", key.id))
+            .detail("prefix", key.prefix.as_str())
+            .detail("customer", key.customer_name.as_str())
+            .detail("from", key.scopes.as_str())
+            .detail("to", keep_text.as_str()),
+    )
+    .await?;
+    Ok(true)
+}

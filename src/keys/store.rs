@@ -232,3 +232,21 @@ pub async fn list(
         .collect::<Result<Vec<_>, _>>()?;
     Ok((keys, total))
 }
+
+/// Replaces the scopes of an unrevoked key if they still are `from`; false otherwise.
+pub async fn set_scopes(
+    conn: &mut AnyConnection,
+    id: &str,
+    from: &str,
+    to: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE api_keys SET scopes = $1 WHERE id = $2 AND scopes = $3 AND revoked_at IS NULL",
+    )
+    .bind(to)
+    .bind(id)
+    .bind(from)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

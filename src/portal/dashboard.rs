@@ -234,6 +234,8 @@ struct DashboardPage {
     incidents: IncidentCard,
     record: Vec<RecordBar>,
     pentest: PentestCard,
+    /// REV-1: the newest access-review campaign, if any.
+    review: Option<crate::reviews::CardStatus>,
     upcoming: Vec<(&'static str, &'static str, &'static str)>,
 }
 
@@ -304,6 +306,8 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
         crate::incidents::store::open_by_triage_state(&mut conn, now).await?;
     let triage = crate::incidents::store::triage_record(&mut conn, now, since).await?;
     let critical = crate::findings::critical_record(&mut conn, now, since).await?;
+    let review_settings = crate::reviews::Settings::from_config(&state.config);
+    let review = crate::reviews::card_status(&mut conn, &review_settings, now).await?;
     drop(conn);
     let counts = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM customers) AS customers, \
@@ -367,14 +371,10 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
             RecordBar::new("PEN-1", "critical findings fixed within 72 h", critical, 1),
         ],
         pentest: PentestCard::new(pentest),
+        review,
         active_keys: counts.try_get("keys")?,
         customers: counts.try_get("customers")?,
         upcoming: vec![
-            (
-                "REV-1",
-                "Access reviews",
-                "Quarterly campaigns over staff roles and API keys.",
-            ),
             (
                 "VND-1 / VND-2",
                 "Sub-processors",

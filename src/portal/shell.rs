@@ -30,6 +30,7 @@ const NAV: &[(&str, &str, &str, &str)] = &[
     ("/incidents", "Incidents", "incidents", "read"),
     ("/findings", "Findings", "findings", "read"),
     ("/sla", "SLA clocks", "sla", "read"),
+    ("/reviews", "Access reviews", "reviews", "read"),
     ("/customers", "Customers", "customers", "read"),
     ("/keys", "API keys", "keys", "read"),
     ("/staff", "Staff", "staff", "read"),

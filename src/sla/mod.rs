@@ -360,6 +360,22 @@ pub async fn resume(
     Ok(resumed)
 }
 
+/// Changes who a clock reminds (and escalates to, with `escalate_to`) from now on, e.g. the
+/// access reviewers who still have open items. Not audited: it changes no deadline.
+pub async fn set_notify_to(
+    conn: &mut AnyConnection,
+    subject: &Subject,
+    name: &str,
+    notify_to: &[String],
+) -> Result<(), SlaError> {
+    for address in notify_to {
+        format::email(address).map_err(SlaError::Invalid)?;
+    }
+    let clock = existing(conn, subject, name).await?;
+    store::set_notify_to(conn, &clock.id, notify_to).await?;
+    Ok(())
+}
+
 /// Every clock of a subject, oldest first.
 pub async fn for_subject(
     conn: &mut AnyConnection,

@@ -393,3 +393,17 @@ pub async fn open_counts(conn: &mut AnyConnection, now: Millis) -> Result<(i64, 
     .await?;
     Ok((row.try_get("open_count")?, row.try_get("breached_count")?))
 }
+
+/// Replaces who is reminded of (and escalated to about) a clock.
+pub async fn set_notify_to(
+    conn: &mut AnyConnection,
+    clock_id: &str,
+    notify_to: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sla_clocks SET notify_to = $1 WHERE id = $2")
+        .bind(join_recipients(notify_to))
+        .bind(clock_id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}

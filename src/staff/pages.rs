@@ -437,25 +437,13 @@ async fn staff_role_revoke_post(
     let role = Role::parse(&form.role).map_err(AppError::BadRequest)?;
     let (mut tx, staff) = begin_change(&state, &id, form.version).await?;
     let now = state.now();
-    if !store::revoke_role(&mut tx, &id, role).await? {
-        return Err(AppError::Conflict(format!(
-            "{} does not have the {role} role.",
-            staff.email
-        )));
-    }
-    if role == Role::Admin {
-        ensure_an_admin_remains(&mut tx).await?;
-    }
-    // Losing a role ends every session, so no page keeps powers it no longer has.
-    let ended = session::end_all(&mut tx, &id).await?;
-    audit::append(
+    super::revoke_role(
         &mut tx,
-        now,
+        &staff,
+        role,
+        &visitor.actor(),
         &visitor.ctx.meta(),
-        AuditEvent::new(visitor.actor(), "staff.role.revoke", format!("staff:{id}"))
-            .detail("email", staff.email.as_str())
-            .detail("role", role.as_str())
-            .detail("sessions_ended", ended),
+        now,
     )
     .await?;
     tx.commit().await?;

@@ -18,6 +18,7 @@ mod operations;
 mod pentest;
 mod rbac;
 mod retention;
+mod reviews;
 mod security_review;
 mod sla;
 mod staff;

@@ -33,6 +33,8 @@ const INCIDENT_WORKERS: &[&str] = &["admin", "security"];
 const INCIDENT_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
 const ONCALL_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
 const SLA_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
+const REVIEW_READERS: &[&str] = &["admin", "reviewer", "compliance", "auditor"];
+const REVIEWERS: &[&str] = &["reviewer"];
 
 const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/healthz", Expect::Open),
@@ -172,6 +174,22 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
         Expect::Roles(ADMIN),
     ),
     ("GET", "/sla", Expect::Roles(SLA_READERS)),
+    ("GET", "/reviews", Expect::Roles(REVIEW_READERS)),
+    ("POST", "/reviews/open", Expect::Roles(ADMIN)),
+    ("GET", "/reviews/{id}", Expect::Roles(REVIEW_READERS)),
+    ("GET", "/reviews/{id}/export.csv", Expect::Roles(REVIEW_READERS)),
+    (
+        "POST",
+        "/reviews/{id}/items/{item}/decision",
+        Expect::Roles(REVIEWERS),
+    ),
+    ("POST", "/reviews/{id}/bulk", Expect::Roles(REVIEWERS)),
+    (
+        "POST",
+        "/reviews/{id}/items/{item}/assign",
+        Expect::Roles(ADMIN),
+    ),
+    ("POST", "/reviews/{id}/sign-off", Expect::Roles(ADMIN)),
 ];
 
 #[test]
@@ -219,6 +237,7 @@ fn concrete(path: &str) -> String {
     path.replace("{id}", "00000000-0000-0000-0000-000000000000")
         .replace("{*path}", "app.css")
         .replace("{name}", "no_such_job")
+        .replace("{item}", "00000000-0000-0000-0000-000000000001")
 }
 
 async fn send(

@@ -1,0 +1,767 @@
+//! Campaign pages: the list with an "open" button for admins, a campaign with its report,
+//! filterable and paginated items and a decision form on each item a reviewer may decide,
+//! bulk decisions with a confirmation step, assignment, sign-off and the CSV export.
+//! Refusals (self-review, not assigned, signed off) are 403 or 409 pages; nothing changes.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::model::{Decision, Execution, Flag, ItemKind, Quarter};
+use super::snapshot::Reviewer;
+use super::store::{self, Campaign, Item, ItemFilter, Summary};
+use super::{Ctx, DecisionInput, ReviewError, Settings};
+use crate::app::AppState;
+use crate::clock::{Millis, format_ms};
+use crate::error::{AppError, AppResult};
+use crate::portal::routes::{Access, PortalRoute, Visitor};
+use crate::portal::shell::{Shell, html};
+use crate::sla::Countdown;
+use crate::web::Form;
+
+pub fn routes() -> Vec<PortalRoute> {
+    let read = Access::Rbac("reviews", "read");
+    let decide = Access::Rbac("reviews", "decide");
+    let write = Access::Rbac("reviews", "write");
+    vec![
+        PortalRoute::get("/reviews", read, review_list_get),
+        PortalRoute::post("/reviews/open", write, review_open_post),
+        PortalRoute::get("/reviews/{id}", read, review_detail_get),
+        PortalRoute::get("/reviews/{id}/export.csv", read, review_export_get),
+        PortalRoute::post(
+            "/reviews/{id}/items/{item}/decision",
+            decide,
+            review_decision_post,
+        ),
+        PortalRoute::post("/reviews/{id}/bulk", decide, review_bulk_post),
+        PortalRoute::post(
+            "/reviews/{id}/items/{item}/assign",
+            write,
+            review_assign_post,
+        ),
+        PortalRoute::post("/reviews/{id}/sign-off", write, review_sign_off_post),
+    ]
+}
+
+const PAGE_SIZE: i64 = 50;
+const CAMPAIGNS_PER_PAGE: i64 = 20;
+
+/// A refusal as a readable page: 403 for who may not, 409 for what state does not allow.
+#[derive(Template)]
+#[template(path = "reviews/refused.html")]
+struct RefusedPage {
+    shell: Shell,
+    status: u16,
+    code: &'static str,
+    title: &'static str,
+    message: String,
+    back: String,
+}
+
+fn refusal(state: &AppState, visitor: &Visitor, back: &str, err: ReviewError) -> AppResult<Response> {
+    let (status, code, title, message) = match err {
+        ReviewError::Refused(message) => (
+            StatusCode::FORBIDDEN,
+            "review_refused",
+            "Not allowed",
+            message,
+        ),
+        ReviewError::Conflict(message) => (
+            StatusCode::CONFLICT,
+            "review_conflict",
+            "Cannot do that now",
+            message,
+        ),
+        ReviewError::Invalid(message) => return Err(AppError::BadRequest(message)),
+        ReviewError::NotFound => return Err(AppError::NotFound),
+        ReviewError::App(err) => return Err(err),
+    };
+    let page = RefusedPage {
+        shell: Shell::new(state, visitor, "/reviews")?,
+        status: status.as_u16(),
+        code,
+        title,
+        message,
+        back: back.to_owned(),
+    };
+    Ok((status, html(&page)?).into_response())
+}
+
+fn ctx<'a>(state: &'a AppState, settings: &'a Settings, visitor: &Visitor) -> Ctx<'a> {
+    Ctx {
+        db: &state.db,
+        key_cache: &state.key_cache,
+        settings,
+        meta: visitor.ctx.meta(),
+        now: state.now(),
+    }
+}
+
+fn me(visitor: &Visitor) -> AppResult<Reviewer> {
+    let session = visitor.session()?;
+    Ok(Reviewer {
+        id: session.staff_id.clone(),
+        email: session.email.clone(),
+    })
+}
+
+struct CampaignRow {
+    id: String,
+    quarter: String,
+    state: String,
+    opened_at: String,
+    opened_by: String,
+    items: i64,
+    percent: i64,
+    failed: i64,
+}
+
+#[derive(Template)]
+#[template(path = "reviews/list.html")]
+struct ReviewListPage {
+    shell: Shell,
+    rows: Vec<CampaignRow>,
+    can_open: bool,
+    current_quarter: String,
+    page: i64,
+    pages: i64,
+    total: i64,
+    prev_link: Option<String>,
+    next_link: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    page: Option<i64>,
+}
+
+async fn review_list_get(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Query(query): Query<ListQuery>,
+) -> AppResult<Html<String>> {
+    let page = query.page.unwrap_or(1).max(1);
+    let mut conn = state.db.pool.acquire().await?;
+    let (campaigns, total) =
+        store::list_campaigns(&mut conn, CAMPAIGNS_PER_PAGE, (page - 1) * CAMPAIGNS_PER_PAGE)
+            .await?;
+    let mut rows = Vec::with_capacity(campaigns.len());
+    for c in campaigns {
+        let summary = store::summary(&mut conn, &c.id).await?;
+        rows.push(CampaignRow {
+            percent: summary.completion_percent(),
+            failed: summary.failed,
+            id: c.id,
+            quarter: c.quarter,
+            state: c.state.replace('_', " "),
+            opened_at: format_ms(c.opened_at),
+            opened_by: c.opened_by,
+            items: c.item_count,
+        });
+    }
+    drop(conn);
+    let pages = ((total + CAMPAIGNS_PER_PAGE - 1) / CAMPAIGNS_PER_PAGE).max(1);
+    let settings = Settings::from_config(&state.config);
+    let session = visitor.session()?;
+    html(&ReviewListPage {
+        shell: Shell::new(&state, &visitor, "/reviews")?,
+        rows,
+        can_open: state.authz.allows(&session.roles, "reviews", "write"),
+        current_quarter: Quarter::containing(state.now(), settings.zone)
+            .map(|q| q.to_string())
+            .unwrap_or_default(),
+        page,
+        pages,
+        total,
+        prev_link: (page > 1).then(|| format!("/reviews?page={}", page - 1)),
+        next_link: (page < pages).then(|| format!("/reviews?page={}", page + 1)),
+    })
+}
+
+#[derive(Deserialize)]
+struct OpenForm {
+    #[serde(default)]
+    quarter: String,
+}
+
+async fn review_open_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Form(form): Form<OpenForm>,
+) -> AppResult<Response> {
+    let settings = Settings::from_config(&state.config);
+    let now = state.now();
+    let quarter = if form.quarter.trim().is_empty() {
+        Quarter::containing(now, settings.zone)
+            .ok_or_else(|| AppError::BadRequest("The clock is out of range.".into()))?
+    } else {
+        Quarter::parse(&form.quarter).map_err(AppError::BadRequest)?
+    };
+    let mut tx = state.db.begin().await?;
+    let opened = super::open(
+        &mut tx,
+        &settings,
+        &state.sla_calendar,
+        quarter,
+        &visitor.actor(),
+        &visitor.ctx.meta(),
+        now,
+    )
+    .await;
+    match opened {
+        Ok(campaign) => {
+            tx.commit().await?;
+            Ok(Redirect::to(&format!("/reviews/{}?notice=opened", campaign.id)).into_response())
+        }
+        Err(err) => refusal(&state, &visitor, "/reviews", err),
+    }
+}
+
+struct ItemView {
+    id: String,
+    number: i64,
+    kind: &'static str,
+    is_key: bool,
+    subject: String,
+    /// Role, or the key's customer and scopes.
+    what: String,
+    facts: Vec<(&'static str, String)>,
+    flags: Vec<&'static str>,
+    reviewer: String,
+    decision: String,
+    dropped: String,
+    justification: String,
+    decided: String,
+    execution: &'static str,
+    execution_error: String,
+    failed: bool,
+    /// The visitor may decide it now.
+    can_decide: bool,
+    /// Why the visitor may not, when they are a reviewer.
+    why_not: String,
+    scopes: Vec<String>,
+    can_assign: bool,
+}
+
+fn ms_or(at: Option<Millis>, none: &str) -> String {
+    at.map(format_ms).unwrap_or_else(|| none.to_owned())
+}
+
+fn item_view(
+    item: Item,
+    campaign: &Campaign,
+    me: &Reviewer,
+    can_decide_role: bool,
+    can_assign: bool,
+) -> ItemView {
+    let kind = item.kind();
+    let is_key = kind == Some(ItemKind::ApiKey);
+    let facts = if is_key {
+        vec![
+            ("created", ms_or(item.key_created_at, "")),
+            ("issued by", item.key_created_by.clone().unwrap_or_default()),
+            ("last used", ms_or(item.last_used_at, "never")),
+            (
+                "requests last quarter",
+                item.requests_in_period.unwrap_or_default().to_string(),
+            ),
+            ("expires", ms_or(item.expires_at, "never")),
+        ]
+    } else {
+        vec![
+            ("granted by", item.granted_by.clone().unwrap_or_default()),
+            ("granted", ms_or(item.granted_at, "")),
+            ("MFA", item.mfa.clone().unwrap_or_default()),
+            ("last login", ms_or(item.last_login_at, "never")),
+            ("account since", ms_or(item.account_created_at, "")),
+        ]
+    };
+    let why_not = if !can_decide_role {
+        String::new()
+    } else if let Err(err) = super::check_may_decide(campaign, &item, me) {
+        match err {
+            ReviewError::Refused(_) => me
+                .conflict_with(&item)
+                .map(|w| format!("You may not decide this: {w}."))
+                .unwrap_or_else(|| "Assigned to another reviewer.".into()),
+            _ => String::new(),
+        }
+    } else {
+        String::new()
+    };
+    let can_decide = can_decide_role && super::check_may_decide(campaign, &item, me).is_ok();
+    let what = if is_key {
+        format!(
+            "{} · {}",
+            item.customer_name.clone().unwrap_or_default(),
+            item.scopes.clone().unwrap_or_default()
+        )
+    } else {
+        item.role.clone().unwrap_or_default()
+    };
+    let execution = item.execution();
+    ItemView {
+        scopes: item
+            .scopes
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        can_assign: can_assign && campaign.is_open() && item.decision.is_none(),
+        id: item.id.clone(),
+        number: item.number,
+        kind: kind.map(ItemKind::label).unwrap_or("unknown"),
+        is_key,
+        subject: item.subject_label.clone(),
+        what,
+        facts,
+        flags: item.flags().into_iter().map(Flag::label).collect(),
+        reviewer: item
+            .reviewer_email
+            .clone()
+            .unwrap_or_else(|| "unassigned".into()),
+        decision: item.decision.clone().unwrap_or_default(),
+        dropped: item.drop_list.clone().unwrap_or_default(),
+        justification: item.justification.clone().unwrap_or_default(),
+        decided: match (&item.decided_by, item.decided_at) {
+            (Some(by), Some(at)) => format!("{by}, {}", format_ms(at)),
+            _ => String::new(),
+        },
+        execution: match execution {
+            Execution::None => "",
+            Execution::Pending => "waiting for sign-off",
+            Execution::Verified => "done and verified",
+            Execution::Failed => "FAILED: still open",
+        },
+        execution_error: item.execution_error.clone().unwrap_or_default(),
+        failed: execution == Execution::Failed,
+        can_decide,
+        why_not,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "reviews/detail.html")]
+struct ReviewDetailPage {
+    shell: Shell,
+    campaign: CampaignView,
+    summary: Summary,
+    percent: i64,
+    countdown: Option<Countdown>,
+    items: Vec<ItemView>,
+    filter: FilterView,
+    kinds: Vec<(&'static str, &'static str)>,
+    flags: Vec<(&'static str, &'static str)>,
+    statuses: Vec<&'static str>,
+    can_decide: bool,
+    can_sign_off: bool,
+    total: i64,
+    page: i64,
+    pages: i64,
+    prev_link: Option<String>,
+    next_link: Option<String>,
+    notice: Option<String>,
+}
+
+struct CampaignView {
+    id: String,
+    quarter: String,
+    open: bool,
+    opened: String,
+    period: String,
+    signed_off: String,
+}
+
+struct FilterView {
+    kind: String,
+    status: String,
+    flag: String,
+    mine: bool,
+    q: String,
+}
+
+#[derive(Deserialize, Default)]
+struct DetailQuery {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    flag: String,
+    #[serde(default)]
+    mine: String,
+    #[serde(default)]
+    q: String,
+    page: Option<i64>,
+    notice: Option<String>,
+}
+
+fn parse_filter(query: &DetailQuery, me: &Reviewer) -> AppResult<ItemFilter> {
+    if !query.kind.is_empty() {
+        ItemKind::parse(&query.kind).map_err(AppError::BadRequest)?;
+    }
+    if !["", "open", "decided", "failed"].contains(&query.status.as_str()) {
+        return Err(AppError::BadRequest(
+            "Unknown status: use open, decided or failed.".into(),
+        ));
+    }
+    if !query.flag.is_empty() && query.flag != "any" {
+        Flag::parse(&query.flag).map_err(AppError::BadRequest)?;
+    }
+    if query.q.len() > 200 {
+        return Err(AppError::BadRequest("The search text is too long.".into()));
+    }
+    Ok(ItemFilter {
+        kind: query.kind.clone(),
+        status: query.status.clone(),
+        flag: query.flag.clone(),
+        reviewer_id: if query.mine == "1" {
+            me.id.clone()
+        } else {
+            String::new()
+        },
+        query: query.q.trim().to_owned(),
+    })
+}
+
+fn filter_link(id: &str, filter: &ItemFilter, mine: bool, page: i64) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    s.append_pair("kind", &filter.kind)
+        .append_pair("status", &filter.status)
+        .append_pair("flag", &filter.flag)
+        .append_pair("mine", if mine { "1" } else { "" })
+        .append_pair("q", &filter.query)
+        .append_pair("page", &page.to_string());
+    format!("/reviews/{id}?{}", s.finish())
+}
+
+async fn review_detail_get(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Query(query): Query<DetailQuery>,
+) -> AppResult<Html<String>> {
+    let me = me(&visitor)?;
+    let filter = parse_filter(&query, &me)?;
+    let page = query.page.unwrap_or(1).max(1);
+    let now = state.now();
+    let mut conn = state.db.pool.acquire().await?;
+    let campaign = store::find_campaign(&mut conn, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let summary = store::summary(&mut conn, &id).await?;
+    let (items, total) =
+        store::items(&mut conn, &id, &filter, PAGE_SIZE, (page - 1) * PAGE_SIZE).await?;
+    let clock = crate::sla::for_subject(&mut conn, &super::subject(&id))
+        .await?
+        .into_iter()
+        .find(|c| c.name == super::CLOCK);
+    drop(conn);
+    let session = visitor.session()?;
+    let can_decide = state.authz.allows(&session.roles, "reviews", "decide");
+    let can_write = state.authz.allows(&session.roles, "reviews", "write");
+    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    let mine = query.mine == "1";
+    let notice = query.notice.as_deref().and_then(|n| match n {
+        "opened" => Some("Campaign opened: every staff role grant and active API key is listed below."),
+        "decided" => Some("Decision recorded."),
+        "assigned" => Some("Item reassigned."),
+        "signed_off" => Some("Campaign signed off; it is now read-only."),
+        "bulk" => Some("Bulk decision recorded on the matching items you may decide."),
+        _ => None,
+    });
+    html(&ReviewDetailPage {
+        shell: Shell::new(&state, &visitor, "/reviews")?,
+        percent: summary.completion_percent(),
+        countdown: clock.as_ref().map(|c| Countdown::of(c, now)),
+        items: items
+            .into_iter()
+            .map(|i| item_view(i, &campaign, &me, can_decide, can_write))
+            .collect(),
+        kinds: vec![("staff_role", "staff roles"), ("api_key", "API keys")],
+        flags: Flag::ALL.iter().map(|f| (f.as_str(), f.label())).collect(),
+        statuses: vec!["open", "decided", "failed"],
+        can_decide: can_decide && campaign.is_open(),
+        can_sign_off: can_write && campaign.is_open(),
+        summary,
+        total,
+        page,
+        pages,
+        prev_link: (page > 1).then(|| filter_link(&id, &filter, mine, page - 1)),
+        next_link: (page < pages).then(|| filter_link(&id, &filter, mine, page + 1)),
+        filter: FilterView {
+            kind: filter.kind.clone(),
+            status: filter.status.clone(),
+            flag: filter.flag.clone(),
+            mine,
+            q: filter.query.clone(),
+        },
+        campaign: CampaignView {
+            open: campaign.is_open(),
+            opened: format!("{} by {}", format_ms(campaign.opened_at), campaign.opened_by),
+            period: format!(
+                "{} to {}",
+                format_ms(campaign.period_start),
+                format_ms(campaign.period_end)
+            ),
+            signed_off: match (&campaign.signed_off_by, campaign.signed_off_at) {
+                (Some(by), Some(at)) => format!("{} by {by}", format_ms(at)),
+                _ => String::new(),
+            },
+            id: campaign.id,
+            quarter: campaign.quarter,
+        },
+        notice: notice.map(str::to_owned),
+    })
+}
+
+#[derive(Deserialize)]
+struct DecisionForm {
+    decision: String,
+    #[serde(default)]
+    justification: String,
+    /// Comma-separated scopes to drop (modify); checkboxes `drop.<scope>` add to it.
+    #[serde(default)]
+    drop: String,
+    #[serde(flatten)]
+    rest: HashMap<String, String>,
+}
+
+impl DecisionForm {
+    fn input(&self) -> AppResult<DecisionInput> {
+        let decision = Decision::parse(&self.decision).map_err(AppError::BadRequest)?;
+        let mut drop: Vec<String> = self
+            .drop
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        drop.extend(
+            self.rest
+                .keys()
+                .filter_map(|k| k.strip_prefix("drop."))
+                .map(str::to_owned),
+        );
+        Ok(DecisionInput {
+            decision,
+            justification: self.justification.clone(),
+            drop,
+        })
+    }
+}
+
+async fn review_decision_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path((id, item)): Path<(String, String)>,
+    Form(form): Form<DecisionForm>,
+) -> AppResult<Response> {
+    let input = form.input()?;
+    let settings = Settings::from_config(&state.config);
+    let me = me(&visitor)?;
+    let back = format!("/reviews/{id}");
+    match super::decide(&ctx(&state, &settings, &visitor), &id, &item, &me, &input).await {
+        Ok(_) => Ok(Redirect::to(&format!("/reviews/{id}?notice=decided")).into_response()),
+        Err(err) => refusal(&state, &visitor, &back, err),
+    }
+}
+
+#[derive(Deserialize)]
+struct BulkForm {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    flag: String,
+    #[serde(default)]
+    q: String,
+    decision: String,
+    #[serde(default)]
+    justification: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "reviews/bulk_confirm.html")]
+struct BulkConfirmPage {
+    shell: Shell,
+    campaign_id: String,
+    quarter: String,
+    kind: String,
+    flag: String,
+    q: String,
+    decision: String,
+    justification: String,
+    count: i64,
+    sample: Vec<(i64, String, String)>,
+}
+
+/// Upper bound of items one bulk decision covers.
+const BULK_MAX: i64 = 1000;
+
+async fn review_bulk_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Form(form): Form<BulkForm>,
+) -> AppResult<Response> {
+    let decision = Decision::parse(&form.decision).map_err(AppError::BadRequest)?;
+    if decision == Decision::Modify {
+        return Err(AppError::BadRequest(
+            "Bulk decisions keep or revoke; modify each key on its own.".into(),
+        ));
+    }
+    let me = me(&visitor)?;
+    let filter = parse_filter(
+        &DetailQuery {
+            kind: form.kind.clone(),
+            status: "open".into(),
+            flag: form.flag.clone(),
+            mine: "1".into(),
+            q: form.q.clone(),
+            page: None,
+            notice: None,
+        },
+        &me,
+    )?;
+    let back = format!("/reviews/{id}");
+    let mut conn = state.db.pool.acquire().await?;
+    let campaign = store::find_campaign(&mut conn, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let (items, _) = store::items(&mut conn, &id, &filter, BULK_MAX, 0).await?;
+    drop(conn);
+    let items: Vec<Item> = items
+        .into_iter()
+        .filter(|i| super::check_may_decide(&campaign, i, &me).is_ok())
+        .collect();
+    if form.confirm != "yes" {
+        if !campaign.is_open() {
+            return refusal(
+                &state,
+                &visitor,
+                &back,
+                ReviewError::Conflict(format!(
+                    "The {} access review is signed off and read-only.",
+                    campaign.quarter
+                )),
+            );
+        }
+        return Ok(html(&BulkConfirmPage {
+            shell: Shell::new(&state, &visitor, "/reviews")?,
+            campaign_id: id,
+            quarter: campaign.quarter,
+            kind: form.kind,
+            flag: form.flag,
+            q: form.q,
+            decision: decision.as_str().to_owned(),
+            justification: form.justification,
+            count: items.len() as i64,
+            sample: items
+                .iter()
+                .take(20)
+                .map(|i| (i.number, i.subject_label.clone(), i.flags.clone()))
+                .collect(),
+        })?
+        .into_response());
+    }
+    let settings = Settings::from_config(&state.config);
+    let ctx = ctx(&state, &settings, &visitor);
+    let input = DecisionInput {
+        decision,
+        justification: form.justification.clone(),
+        drop: Vec::new(),
+    };
+    for item in &items {
+        if let Err(err) = super::decide(&ctx, &id, &item.id, &me, &input).await {
+            return refusal(&state, &visitor, &back, err);
+        }
+    }
+    Ok(Redirect::to(&format!("/reviews/{id}?notice=bulk&mine=1")).into_response())
+}
+
+#[derive(Deserialize)]
+struct AssignForm {
+    reviewer: String,
+}
+
+async fn review_assign_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path((id, item)): Path<(String, String)>,
+    Form(form): Form<AssignForm>,
+) -> AppResult<Response> {
+    let settings = Settings::from_config(&state.config);
+    let back = format!("/reviews/{id}");
+    match super::assign(
+        &ctx(&state, &settings, &visitor),
+        &id,
+        &item,
+        &form.reviewer,
+        &visitor.actor(),
+    )
+    .await
+    {
+        Ok(()) => Ok(Redirect::to(&format!("/reviews/{id}?notice=assigned")).into_response()),
+        Err(err) => refusal(&state, &visitor, &back, err),
+    }
+}
+
+#[derive(Deserialize)]
+struct SignOffForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn review_sign_off_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Form(form): Form<SignOffForm>,
+) -> AppResult<Response> {
+    if form.confirm != "yes" {
+        return Err(AppError::BadRequest(
+            "Tick the confirmation box to sign the campaign off. Nothing was changed.".into(),
+        ));
+    }
+    let settings = Settings::from_config(&state.config);
+    let email = visitor.session()?.email.clone();
+    let back = format!("/reviews/{id}");
+    match super::sign_off(&ctx(&state, &settings, &visitor), &id, &email).await {
+        Ok(_) => Ok(Redirect::to(&format!("/reviews/{id}?notice=signed_off")).into_response()),
+        Err(err) => refusal(&state, &visitor, &back, err),
+    }
+}
+
+async fn review_export_get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let mut conn = state.db.pool.acquire().await?;
+    let campaign = store::find_campaign(&mut conn, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let items = store::all_items(&mut conn, &id).await?;
+    drop(conn);
+    let body = super::csv(&items);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"access-review-{}.csv\"",
+                    campaign.quarter
+                ),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
