@@ -149,7 +149,9 @@ pub async fn run(config: &Config, db: &Db, command: ReviewsCommand) -> anyhow::R
                         i.role.clone().or(i.scopes.clone()).unwrap_or_default(),
                         i.decision.clone().unwrap_or_else(|| "-".into()),
                         i.execution,
-                        i.reviewer_email.clone().unwrap_or_else(|| "unassigned".into())
+                        i.reviewer_email
+                            .clone()
+                            .unwrap_or_else(|| "unassigned".into())
                     );
                 }
             }

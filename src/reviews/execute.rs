@@ -159,8 +159,7 @@ async fn apply(
 ) -> Result<Applied, ReviewError> {
     match item.kind() {
         Some(ItemKind::StaffRole) => {
-            let Some(staff) = crate::staff::store::find(&mut *conn, &item.subject_id).await?
-            else {
+            let Some(staff) = crate::staff::store::find(&mut *conn, &item.subject_id).await? else {
                 return Ok(Applied::Failed("the account no longer exists".into()));
             };
             let Ok(role) = Role::parse(item.role.as_deref().unwrap_or_default()) else {

@@ -316,12 +316,9 @@ pub async fn decide(
         .ok_or(ReviewError::NotFound)?;
     check_may_decide(&campaign, &item, reviewer)?;
     let (drop_list, execution) = validate(&item, input)?;
-    let justification = model::justification(
-        input.decision,
-        !item.flags.is_empty(),
-        &input.justification,
-    )
-    .map_err(ReviewError::Invalid)?;
+    let justification =
+        model::justification(input.decision, !item.flags.is_empty(), &input.justification)
+            .map_err(ReviewError::Invalid)?;
     let actor = reviewer.actor();
     let recorded = store::record_decision(
         &mut tx,
@@ -423,8 +420,8 @@ fn validate(
                 .into(),
         )),
         (Decision::Modify, _) => {
-            let held = Scope::parse_list(item.scopes.as_deref().unwrap_or_default())
-                .unwrap_or_default();
+            let held =
+                Scope::parse_list(item.scopes.as_deref().unwrap_or_default()).unwrap_or_default();
             let mut drop = Vec::new();
             for raw in input.drop.iter().filter(|s| !s.trim().is_empty()) {
                 let scope = Scope::parse(raw).map_err(ReviewError::Invalid)?;
@@ -539,8 +536,7 @@ pub async fn sign_off(
     let deciders = store::deciders(&mut conn, campaign_id).await?;
     if deciders.len() == 1 && deciders[0] == actor {
         return Err(ReviewError::Refused(
-            "You decided every item of this campaign yourself; another admin signs it off."
-                .into(),
+            "You decided every item of this campaign yourself; another admin signs it off.".into(),
         ));
     }
     let pending = store::items_in_execution(&mut conn, campaign_id, Execution::Pending).await?;
@@ -580,12 +576,16 @@ pub async fn sign_off(
         &mut tx,
         ctx.now,
         &ctx.meta,
-        AuditEvent::new(actor.as_str(), "review.sign_off", format!("review:{campaign_id}"))
-            .detail("quarter", campaign.quarter.as_str())
-            .detail("items", summary.items)
-            .detail("revoked", summary.revoke)
-            .detail("modified", summary.modify)
-            .detail("verified", summary.verified),
+        AuditEvent::new(
+            actor.as_str(),
+            "review.sign_off",
+            format!("review:{campaign_id}"),
+        )
+        .detail("quarter", campaign.quarter.as_str())
+        .detail("items", summary.items)
+        .detail("revoked", summary.revoke)
+        .detail("modified", summary.modify)
+        .detail("verified", summary.verified),
     )
     .await?;
     let signed = store::find_campaign(&mut tx, campaign_id)

@@ -255,7 +255,10 @@ pub fn justification(
     if text.chars().count() > 1000 {
         return Err("A justification has at most 1000 characters.".into());
     }
-    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\r') {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r')
+    {
         return Err("A justification cannot contain control characters.".into());
     }
     let required = decision == Decision::Revoke || (decision == Decision::Keep && flagged);
@@ -309,7 +312,10 @@ mod tests {
             Quarter::containing(start - 1, berlin),
             Quarter::parse("2027Q1").ok()
         );
-        assert_eq!(Quarter::parse("2027Q1").unwrap().previous().to_string(), "2026Q4");
+        assert_eq!(
+            Quarter::parse("2027Q1").unwrap().previous().to_string(),
+            "2026Q4"
+        );
     }
 
     #[test]

@@ -62,7 +62,12 @@ struct RefusedPage {
     back: String,
 }
 
-fn refusal(state: &AppState, visitor: &Visitor, back: &str, err: ReviewError) -> AppResult<Response> {
+fn refusal(
+    state: &AppState,
+    visitor: &Visitor,
+    back: &str,
+    err: ReviewError,
+) -> AppResult<Response> {
     let (status, code, title, message) = match err {
         ReviewError::Refused(message) => (
             StatusCode::FORBIDDEN,
@@ -146,9 +151,12 @@ async fn review_list_get(
 ) -> AppResult<Html<String>> {
     let page = query.page.unwrap_or(1).max(1);
     let mut conn = state.db.pool.acquire().await?;
-    let (campaigns, total) =
-        store::list_campaigns(&mut conn, CAMPAIGNS_PER_PAGE, (page - 1) * CAMPAIGNS_PER_PAGE)
-            .await?;
+    let (campaigns, total) = store::list_campaigns(
+        &mut conn,
+        CAMPAIGNS_PER_PAGE,
+        (page - 1) * CAMPAIGNS_PER_PAGE,
+    )
+    .await?;
     let mut rows = Vec::with_capacity(campaigns.len());
     for c in campaigns {
         let summary = store::summary(&mut conn, &c.id).await?;
@@ -469,7 +477,9 @@ async fn review_detail_get(
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     let mine = query.mine == "1";
     let notice = query.notice.as_deref().and_then(|n| match n {
-        "opened" => Some("Campaign opened: every staff role grant and active API key is listed below."),
+        "opened" => {
+            Some("Campaign opened: every staff role grant and active API key is listed below.")
+        }
         "decided" => Some("Decision recorded."),
         "assigned" => Some("Item reassigned."),
         "signed_off" => Some("Campaign signed off; it is now read-only."),
@@ -504,7 +514,11 @@ async fn review_detail_get(
         },
         campaign: CampaignView {
             open: campaign.is_open(),
-            opened: format!("{} by {}", format_ms(campaign.opened_at), campaign.opened_by),
+            opened: format!(
+                "{} by {}",
+                format_ms(campaign.opened_at),
+                campaign.opened_by
+            ),
             period: format!(
                 "{} to {}",
                 format_ms(campaign.period_start),

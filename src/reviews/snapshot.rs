@@ -301,10 +301,14 @@ mod tests {
             dormant_after: 90 * DAY,
         };
         let now = 1_000 * DAY;
-        assert!(!staff_flags(rules, "security", true, 0, Some(now - 90 * DAY + 1), now)
-            .contains(&Flag::Dormant));
-        assert!(staff_flags(rules, "security", true, 0, Some(now - 90 * DAY), now)
-            .contains(&Flag::Dormant));
+        assert!(
+            !staff_flags(rules, "security", true, 0, Some(now - 90 * DAY + 1), now)
+                .contains(&Flag::Dormant)
+        );
+        assert!(
+            staff_flags(rules, "security", true, 0, Some(now - 90 * DAY), now)
+                .contains(&Flag::Dormant)
+        );
         assert_eq!(
             staff_flags(rules, "admin", false, now, None, now),
             vec![Flag::NeverUsed, Flag::AdminWithoutRecentLogin, Flag::NoMfa]

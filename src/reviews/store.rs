@@ -170,7 +170,9 @@ impl Item {
     }
 
     pub fn decision(&self) -> Option<Decision> {
-        self.decision.as_deref().and_then(|d| Decision::parse(d).ok())
+        self.decision
+            .as_deref()
+            .and_then(|d| Decision::parse(d).ok())
     }
 
     pub fn execution(&self) -> Execution {
@@ -381,8 +383,7 @@ pub async fn find_item(
     campaign_id: &str,
     item_id: &str,
 ) -> Result<Option<Item>, sqlx::Error> {
-    let sql =
-        format!("SELECT {ITEM_COLUMNS} FROM review_items WHERE campaign_id = $1 AND id = $2");
+    let sql = format!("SELECT {ITEM_COLUMNS} FROM review_items WHERE campaign_id = $1 AND id = $2");
     let row = sqlx::query(&sql)
         .bind(campaign_id)
         .bind(item_id)
@@ -613,9 +614,8 @@ pub async fn all_items(
 
 /// The newest open campaign, if any (the dashboard card).
 pub async fn latest(conn: &mut AnyConnection) -> Result<Option<Campaign>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {CAMPAIGN_COLUMNS} FROM review_campaigns ORDER BY opened_at DESC LIMIT 1"
-    );
+    let sql =
+        format!("SELECT {CAMPAIGN_COLUMNS} FROM review_campaigns ORDER BY opened_at DESC LIMIT 1");
     let row = sqlx::query(&sql).fetch_optional(conn).await?;
     row.as_ref().map(Campaign::from_row).transpose()
 }

@@ -177,7 +177,11 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/reviews", Expect::Roles(REVIEW_READERS)),
     ("POST", "/reviews/open", Expect::Roles(ADMIN)),
     ("GET", "/reviews/{id}", Expect::Roles(REVIEW_READERS)),
-    ("GET", "/reviews/{id}/export.csv", Expect::Roles(REVIEW_READERS)),
+    (
+        "GET",
+        "/reviews/{id}/export.csv",
+        Expect::Roles(REVIEW_READERS),
+    ),
     (
         "POST",
         "/reviews/{id}/items/{item}/decision",

@@ -110,8 +110,9 @@ async fn the_job_opens_one_campaign_per_quarter_across_two_nodes_and_after_downt
     assert!(opened(&rb.unwrap()).is_empty());
     assert_eq!(app.count("SELECT COUNT(*) FROM review_campaigns").await, 0);
 
-    // The first instant of Q2: both nodes tick at once, one campaign opens.
-    app.clock.set(Q2_2027);
+    // The first tick of Q2 (the scheduler runs an occurrence on the tick after it): both nodes
+    // tick at once, one campaign opens.
+    app.clock.set(Q2_2027 + SECOND);
     let (ra, rb) = tokio::join!(a.tick(), b.tick());
     let mut all = opened(&ra.unwrap());
     all.extend(opened(&rb.unwrap()));
@@ -166,9 +167,7 @@ async fn the_snapshot_does_not_change_when_roles_or_keys_change_afterwards(backe
     app.create_staff("rita@example.com", &[Role::Reviewer], true)
         .await;
     let customer = app.create_customer("Acme", "live", 30).await;
-    let (key_id, _) = app
-        .issue_key(&customer, "faces:detect,images:delete")
-        .await;
+    let (key_id, _) = app.issue_key(&customer, "faces:detect,images:delete").await;
     let campaign = open_now(&app).await;
     let before = items(&app, &campaign).await;
     assert_eq!(before.len(), 3);
@@ -204,6 +203,34 @@ async fn the_snapshot_does_not_change_when_roles_or_keys_change_afterwards(backe
 }
 both_backends!(the_snapshot_does_not_change_when_roles_or_keys_change_afterwards);
 
+async fn a_quarter_opens_at_its_first_instant_and_is_caught_up_for_seven_days(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.review_timezone = "Europe/Berlin".into()).await;
+    let settings = trustplane::reviews::Settings::from_config(&app.state.config);
+    let open_due = |now: i64| {
+        let app = &app;
+        async move {
+            trustplane::reviews::open_due(&app.state.db, &settings, &app.state.sla_calendar, now)
+                .await
+                .unwrap()
+        }
+    };
+    // Quarters begin at local midnight: 2027-04-01 00:00 in Berlin is 22:00 UTC the day before.
+    let berlin_q2 = Q2_2027 - 2 * 60 * MINUTE;
+    assert_eq!(open_due(berlin_q2 - 1).await, None);
+    assert_eq!(open_due(berlin_q2).await.as_deref(), Some("2027Q2"));
+    assert_eq!(open_due(berlin_q2 + MINUTE).await, None, "once");
+    // Missed entirely (down for the first week of Q3): the last moment of day 7 still opens
+    // it; a moment later an admin must.
+    let berlin_q3 = Q3_2027 - 2 * 60 * MINUTE;
+    assert_eq!(open_due(berlin_q3 + 7 * DAY).await, None);
+    assert_eq!(
+        open_due(berlin_q3 + 7 * DAY - 1).await.as_deref(),
+        Some("2027Q3")
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM review_campaigns").await, 2);
+}
+both_backends!(a_quarter_opens_at_its_first_instant_and_is_caught_up_for_seven_days);
+
 /// GETs the campaign page and posts a decision on `item` with its CSRF token.
 async fn decide(
     app: &TestApp,
@@ -238,9 +265,7 @@ async fn a_reviewer_revokes_a_dormant_key_and_a_role_which_take_effect_and_are_v
         .create_staff("sam@example.com", &[Role::Security], true)
         .await;
     let customer = app.create_customer("Acme", "live", 30).await;
-    let (_dormant_id, dormant_secret) = app
-        .issue_key(&customer, "faces:detect,images:read")
-        .await;
+    let (_dormant_id, dormant_secret) = app.issue_key(&customer, "faces:detect,images:read").await;
     let probe = format!("/v1/images/{}", uuid::Uuid::new_v4());
     let api = |secret: String| {
         let url = app.url(&probe);
@@ -266,8 +291,16 @@ async fn a_reviewer_revokes_a_dormant_key_and_a_role_which_take_effect_and_are_v
     assert_eq!(rows.len(), 5, "four role grants and one key: {rows:?}");
     let key_item = rows.iter().find(|i| i.kind == "api_key").unwrap().clone();
     assert!(key_item.flags.contains("dormant"), "{key_item:?}");
-    let sam_item = rows.iter().find(|i| i.subject == sam.email).unwrap().clone();
-    let rita_own = rows.iter().find(|i| i.subject == rita.email).unwrap().clone();
+    let sam_item = rows
+        .iter()
+        .find(|i| i.subject == sam.email)
+        .unwrap()
+        .clone();
+    let rita_own = rows
+        .iter()
+        .find(|i| i.subject == rita.email)
+        .unwrap()
+        .clone();
     assert_eq!(
         rita_own.reviewer.as_deref(),
         Some(rob.email.as_str()),
@@ -440,8 +473,10 @@ async fn a_reviewer_revokes_a_dormant_key_and_a_role_which_take_effect_and_are_v
         1
     );
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM sla_clocks WHERE subject_kind = 'access_review' AND state = 'met'")
-            .await,
+        app.count(
+            "SELECT COUNT(*) FROM sla_clocks WHERE subject_kind = 'access_review' AND state = 'met'"
+        )
+        .await,
         1
     );
     let response = decide(
@@ -607,7 +642,13 @@ async fn nobody_decides_a_role_they_granted_and_modify_narrows_a_key(backend: Ba
     )
     .await;
     assert_eq!(response.status(), 403);
-    assert!(response.text().await.unwrap().contains("you granted this role"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("you granted this role")
+    );
 
     // Modify drops the unused delete scope through the keys module.
     let key_item = rows.iter().find(|i| i.kind == "api_key").unwrap();
@@ -675,7 +716,10 @@ async fn the_csv_export_neutralises_formula_leading_cells(backend: Backend) {
         &client,
         &campaign,
         &sam_item.id,
-        &[("decision", "keep"), ("justification", "=HYPERLINK(\"http://x\")")],
+        &[
+            ("decision", "keep"),
+            ("justification", "=HYPERLINK(\"http://x\")"),
+        ],
     )
     .await;
     assert_eq!(response.status(), 303);
@@ -753,7 +797,11 @@ async fn the_cli_opens_lists_shows_and_exports_a_campaign(backend: Backend) {
     app.issue_key(&customer, "faces:detect").await;
     // The CLI runs on the system clock; a quarter long past has begun whatever the date.
     let out = trustplane_cli(&app, &["reviews", "open", "--quarter", "2026Q1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let again = trustplane_cli(&app, &["reviews", "open", "--quarter", "2026Q1"]);
     assert!(!again.status.success());
@@ -775,7 +823,11 @@ async fn the_cli_opens_lists_shows_and_exports_a_campaign(backend: Backend) {
         &app,
         &["reviews", "export", &id, "--csv", file.to_str().unwrap()],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let csv = std::fs::read_to_string(&file).unwrap();
     assert_eq!(csv.lines().count(), 3);
     assert!(
