@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use super::model::Quarter;
-use super::store;
+use super::{items, store};
 use crate::audit::RequestMeta;
 use crate::clock::{Clock, SystemClock, format_ms};
 use crate::config::Config;
@@ -117,7 +117,7 @@ pub async fn run(config: &Config, db: &Db, command: ReviewsCommand) -> anyhow::R
             let mut conn = db.pool.acquire().await?;
             let campaign = resolve(&mut conn, &id).await?;
             let summary = store::summary(&mut conn, &campaign.id).await?;
-            let items = store::all_items(&mut conn, &campaign.id).await?;
+            let items = items::all_items(&mut conn, &campaign.id).await?;
             if json {
                 println!(
                     "{}",
@@ -159,7 +159,7 @@ pub async fn run(config: &Config, db: &Db, command: ReviewsCommand) -> anyhow::R
         ReviewsCommand::Export { id, csv } => {
             let mut conn = db.pool.acquire().await?;
             let campaign = resolve(&mut conn, &id).await?;
-            let items = store::all_items(&mut conn, &campaign.id).await?;
+            let items = items::all_items(&mut conn, &campaign.id).await?;
             std::fs::write(&csv, super::csv(&items))
                 .with_context(|| format!("could not write {}", csv.display()))?;
             println!("{} items written to {}", items.len(), csv.display());

@@ -6,8 +6,9 @@
 
 use sqlx::{AnyConnection, Row};
 
+use super::items::{self, Item};
 use super::model::{Decision, Execution, ItemKind};
-use super::store::{self, Campaign, Item};
+use super::store::Campaign;
 use super::{Ctx, ReviewError};
 use crate::audit::{self, AuditEvent, Outcome};
 use crate::clock::Millis;
@@ -41,7 +42,7 @@ pub async fn carry_out(
     let applied = apply(&mut tx, item, decision, actor, ctx, now).await?;
     match applied {
         Applied::Done => {
-            store::record_execution(&mut tx, &item.id, Execution::Pending, None, Some(now), None)
+            items::record_execution(&mut tx, &item.id, Execution::Pending, None, Some(now), None)
                 .await?;
             audit::append(
                 &mut tx,
@@ -66,7 +67,7 @@ pub async fn carry_out(
     match problem {
         None => {
             let mut tx = ctx.db.begin().await?;
-            store::record_execution(
+            items::record_execution(
                 &mut tx,
                 &item.id,
                 Execution::Verified,
@@ -125,7 +126,7 @@ async fn fail(
     executed_at: Option<Millis>,
 ) -> Result<Execution, ReviewError> {
     let mut tx = ctx.db.begin().await?;
-    store::record_execution(
+    items::record_execution(
         &mut tx,
         &item.id,
         Execution::Failed,
@@ -143,7 +144,7 @@ async fn fail(
             .detail("error", message),
     )
     .await?;
-    super::refresh_reminders(&mut tx, &campaign.id).await?;
+    super::decide::refresh_reminders(&mut tx, &campaign.id).await?;
     tx.commit().await?;
     Ok(Execution::Failed)
 }

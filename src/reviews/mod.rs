@@ -6,12 +6,17 @@
 //! state; a change that failed leaves its item open. The due date is an SLA clock
 //! (`SubjectKind::AccessReview`), so reminders and escalations go through the outbox.
 
+pub mod actions;
 pub mod cli;
+pub mod decide;
 pub mod execute;
+pub mod items;
 pub mod model;
 pub mod pages;
+pub mod report;
 pub mod snapshot;
 pub mod store;
+pub mod view;
 
 use chrono_tz::Tz;
 use sqlx::AnyConnection;
@@ -21,12 +26,12 @@ use crate::clock::{DAY, Millis};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
-use crate::keys::model::Scope;
-use crate::keys::verify::KeyCache;
 use crate::sla::{self, BusinessCalendar, ClockSpec, Subject, SubjectKind};
-use model::{Decision, Execution, ItemKind, Quarter};
-use snapshot::{FlagRules, Reviewer};
-use store::{Campaign, Item};
+pub use decide::{Ctx, DecisionInput, assign, check_may_decide, decide};
+use model::{Execution, ItemKind, Quarter};
+pub use report::{CardStatus, card_status, csv};
+use snapshot::FlagRules;
+use store::Campaign;
 
 /// The SLA clock of a campaign.
 pub const CLOCK: &str = "review_due";
@@ -167,7 +172,7 @@ pub async fn open(
         now,
     )
     .await?;
-    store::insert_items(conn, &items).await?;
+    items::insert_items(conn, &items).await?;
     campaign.item_count = items.len() as i64;
     sqlx::query("UPDATE review_campaigns SET item_count = $1 WHERE id = $2")
         .bind(campaign.item_count)
@@ -279,241 +284,6 @@ pub async fn open_due(
     }
 }
 
-/// What a reviewer submitted for one item.
-#[derive(Debug, Clone)]
-pub struct DecisionInput {
-    pub decision: Decision,
-    pub justification: String,
-    /// For modify: the scopes to drop.
-    pub drop: Vec<String>,
-}
-
-/// Who decides, and the pieces execution needs.
-pub struct Ctx<'a> {
-    pub db: &'a Db,
-    pub key_cache: &'a KeyCache,
-    pub settings: &'a Settings,
-    pub meta: RequestMeta,
-    pub now: Millis,
-}
-
-/// Records `reviewer`'s decision on one item and, unless execution waits for sign-off,
-/// carries it out and verifies it. The server enforces: campaign open, item assigned to the
-/// reviewer, no separation-of-duties conflict, item still open, justification where needed.
-pub async fn decide(
-    ctx: &Ctx<'_>,
-    campaign_id: &str,
-    item_id: &str,
-    reviewer: &Reviewer,
-    input: &DecisionInput,
-) -> Result<Item, ReviewError> {
-    let mut tx = ctx.db.begin().await?;
-    let campaign = store::find_campaign(&mut tx, campaign_id)
-        .await?
-        .ok_or(ReviewError::NotFound)?;
-    let item = store::find_item(&mut tx, campaign_id, item_id)
-        .await?
-        .ok_or(ReviewError::NotFound)?;
-    check_may_decide(&campaign, &item, reviewer)?;
-    let (drop_list, execution) = validate(&item, input)?;
-    let justification =
-        model::justification(input.decision, !item.flags.is_empty(), &input.justification)
-            .map_err(ReviewError::Invalid)?;
-    let actor = reviewer.actor();
-    let recorded = store::record_decision(
-        &mut tx,
-        &item.id,
-        &store::NewDecision {
-            decision: input.decision,
-            drop_list: drop_list.as_deref(),
-            justification: justification.as_deref(),
-            decided_by: &actor,
-            execution,
-        },
-        ctx.now,
-    )
-    .await?;
-    if !recorded {
-        return Err(ReviewError::Conflict(
-            "This item was decided meanwhile. Nothing was changed.".into(),
-        ));
-    }
-    audit::append(
-        &mut tx,
-        ctx.now,
-        &ctx.meta,
-        AuditEvent::new(actor.as_str(), "review.decide", item_target(&item))
-            .detail("campaign", campaign.id.as_str())
-            .detail("quarter", campaign.quarter.as_str())
-            .detail("subject", item.subject_label.as_str())
-            .detail("decision", input.decision.as_str())
-            .detail("drop", drop_list.clone().unwrap_or_default())
-            .detail("justification", justification.clone().unwrap_or_default()),
-    )
-    .await?;
-    refresh_reminders(&mut tx, campaign_id).await?;
-    tx.commit().await?;
-    if execution == Execution::Pending && !ctx.settings.execute_at_sign_off {
-        let mut conn = ctx.db.pool.acquire().await?;
-        let decided = store::find_item(&mut conn, campaign_id, item_id)
-            .await?
-            .ok_or(ReviewError::NotFound)?;
-        drop(conn);
-        execute::carry_out(ctx, &campaign, &decided, &actor).await?;
-    }
-    let mut conn = ctx.db.pool.acquire().await?;
-    store::find_item(&mut conn, campaign_id, item_id)
-        .await?
-        .ok_or(ReviewError::NotFound)
-}
-
-fn item_target(item: &Item) -> String {
-    format!("review_item:{}", item.id)
-}
-
-/// The refusals, in the order a person can act on them.
-pub fn check_may_decide(
-    campaign: &Campaign,
-    item: &Item,
-    reviewer: &Reviewer,
-) -> Result<(), ReviewError> {
-    if !campaign.is_open() {
-        return Err(ReviewError::Conflict(format!(
-            "The {} access review is signed off and read-only. Nothing was changed.",
-            campaign.quarter
-        )));
-    }
-    if let Some(why) = reviewer.conflict_with(item) {
-        return Err(ReviewError::Refused(format!(
-            "You cannot decide item {}: {why}. Separation of duties: another reviewer decides \
-             it. Nothing was changed.",
-            item.number
-        )));
-    }
-    if item.reviewer_id.as_deref() != Some(reviewer.id.as_str()) {
-        return Err(ReviewError::Refused(format!(
-            "Item {} is not assigned to you. Nothing was changed.",
-            item.number
-        )));
-    }
-    if !item.is_open() {
-        return Err(ReviewError::Conflict(format!(
-            "Item {} is already decided. Nothing was changed.",
-            item.number
-        )));
-    }
-    Ok(())
-}
-
-/// Checks the decision against the item; returns the stored drop list and the execution
-/// state the decision starts in.
-fn validate(
-    item: &Item,
-    input: &DecisionInput,
-) -> Result<(Option<String>, Execution), ReviewError> {
-    let pending = Execution::Pending;
-    match (input.decision, item.kind()) {
-        (Decision::Keep, _) => Ok((None, Execution::None)),
-        (Decision::Revoke, _) => Ok((None, pending)),
-        (Decision::Modify, Some(ItemKind::StaffRole)) => Err(ReviewError::Invalid(
-            "An item is one role grant: keep it or revoke it. Modify drops scopes of an API key."
-                .into(),
-        )),
-        (Decision::Modify, _) => {
-            let held =
-                Scope::parse_list(item.scopes.as_deref().unwrap_or_default()).unwrap_or_default();
-            let mut drop = Vec::new();
-            for raw in input.drop.iter().filter(|s| !s.trim().is_empty()) {
-                let scope = Scope::parse(raw).map_err(ReviewError::Invalid)?;
-                if !held.contains(&scope) {
-                    return Err(ReviewError::Invalid(format!(
-                        "The key does not hold {}.",
-                        scope.as_str()
-                    )));
-                }
-                drop.push(scope);
-            }
-            drop.sort();
-            drop.dedup();
-            if drop.is_empty() {
-                return Err(ReviewError::Invalid(
-                    "Choose the scopes to drop, or keep the key.".into(),
-                ));
-            }
-            if drop.len() == held.len() {
-                return Err(ReviewError::Invalid(
-                    "Dropping every scope is a revoke: choose revoke instead.".into(),
-                ));
-            }
-            Ok((Some(Scope::join(&drop)), pending))
-        }
-    }
-}
-
-/// Points the campaign's reminders at the reviewers who still have open items.
-async fn refresh_reminders(conn: &mut AnyConnection, campaign_id: &str) -> Result<(), ReviewError> {
-    let open = store::reviewers_with_open_items(conn, campaign_id).await?;
-    match sla::set_notify_to(conn, &subject(campaign_id), CLOCK, &open).await {
-        Ok(()) | Err(sla::SlaError::NotFound { .. }) => Ok(()),
-        Err(err) => Err(err.into()),
-    }
-}
-
-/// Assigns an undecided item to a reviewer (admin), refusing anyone who may not decide it.
-pub async fn assign(
-    ctx: &Ctx<'_>,
-    campaign_id: &str,
-    item_id: &str,
-    reviewer_email: &str,
-    actor: &str,
-) -> Result<(), ReviewError> {
-    let mut tx = ctx.db.begin().await?;
-    let campaign = store::find_campaign(&mut tx, campaign_id)
-        .await?
-        .ok_or(ReviewError::NotFound)?;
-    if !campaign.is_open() {
-        return Err(ReviewError::Conflict(
-            "The campaign is signed off and read-only. Nothing was changed.".into(),
-        ));
-    }
-    let item = store::find_item(&mut tx, campaign_id, item_id)
-        .await?
-        .ok_or(ReviewError::NotFound)?;
-    let reviewers = snapshot::reviewers(&mut tx).await?;
-    let reviewer = reviewers
-        .iter()
-        .find(|r| r.email == reviewer_email.trim().to_lowercase())
-        .ok_or_else(|| {
-            ReviewError::Invalid(format!(
-                "{} is not an enabled reviewer.",
-                reviewer_email.trim()
-            ))
-        })?;
-    if let Some(why) = reviewer.conflict_with(&item) {
-        return Err(ReviewError::Refused(format!(
-            "{} cannot review item {}: {why}.",
-            reviewer.email, item.number
-        )));
-    }
-    if !store::assign(&mut tx, &item.id, &reviewer.id, &reviewer.email).await? {
-        return Err(ReviewError::Conflict(
-            "Only undecided items can be reassigned.".into(),
-        ));
-    }
-    audit::append(
-        &mut tx,
-        ctx.now,
-        &ctx.meta,
-        AuditEvent::new(actor, "review.assign", item_target(&item))
-            .detail("campaign", campaign.id.as_str())
-            .detail("reviewer", reviewer.email.as_str()),
-    )
-    .await?;
-    refresh_reminders(&mut tx, campaign_id).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
 /// Signs a campaign off: carries out decisions still pending (when execution waits for
 /// sign-off), then closes it if every item is decided and carried out, and stops its clock.
 /// Refused when the signing admin decided every item alone.
@@ -533,13 +303,13 @@ pub async fn sign_off(
             campaign.quarter
         )));
     }
-    let deciders = store::deciders(&mut conn, campaign_id).await?;
+    let deciders = items::deciders(&mut conn, campaign_id).await?;
     if deciders.len() == 1 && deciders[0] == actor {
         return Err(ReviewError::Refused(
             "You decided every item of this campaign yourself; another admin signs it off.".into(),
         ));
     }
-    let pending = store::items_in_execution(&mut conn, campaign_id, Execution::Pending).await?;
+    let pending = items::items_in_execution(&mut conn, campaign_id, Execution::Pending).await?;
     drop(conn);
     for item in &pending {
         let decider = item.decided_by.clone().unwrap_or_else(|| actor.clone());
@@ -593,106 +363,4 @@ pub async fn sign_off(
         .ok_or(ReviewError::NotFound)?;
     tx.commit().await?;
     Ok(signed)
-}
-
-/// Every item of a campaign as CSV: subject, snapshot facts, flags, reviewer, decision,
-/// justification and the times of decision, execution and verification. Cells that a
-/// spreadsheet would run as a formula are neutralised.
-pub fn csv(items: &[Item]) -> String {
-    let ms = |at: Option<Millis>| at.map(crate::clock::format_ms).unwrap_or_default();
-    let mut out = String::from(
-        "number,kind,subject,customer,role,scopes,granted_by,granted_at,mfa,account_created_at,\
-         last_login_at,key_created_at,last_used_at,requests_in_period,expires_at,flags,\
-         unused_scopes,reviewer,decision,dropped,justification,decided_by,decided_at,\
-         execution,execution_error,executed_at,verified_at\n",
-    );
-    for item in items {
-        let cells = [
-            item.number.to_string(),
-            item.kind.clone(),
-            item.subject_label.clone(),
-            item.customer_name.clone().unwrap_or_default(),
-            item.role.clone().unwrap_or_default(),
-            item.scopes.clone().unwrap_or_default(),
-            item.granted_by.clone().unwrap_or_default(),
-            ms(item.granted_at),
-            item.mfa.clone().unwrap_or_default(),
-            ms(item.account_created_at),
-            ms(item.last_login_at),
-            ms(item.key_created_at),
-            ms(item.last_used_at),
-            item.requests_in_period
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-            ms(item.expires_at),
-            item.flags.clone(),
-            item.unused_scopes.clone().unwrap_or_default(),
-            item.reviewer_email.clone().unwrap_or_default(),
-            item.decision.clone().unwrap_or_default(),
-            item.drop_list.clone().unwrap_or_default(),
-            item.justification.clone().unwrap_or_default(),
-            item.decided_by.clone().unwrap_or_default(),
-            ms(item.decided_at),
-            item.execution.clone(),
-            item.execution_error.clone().unwrap_or_default(),
-            ms(item.executed_at),
-            ms(item.verified_at),
-        ];
-        let line = cells
-            .iter()
-            .map(|c| model::csv_cell(c))
-            .collect::<Vec<_>>()
-            .join(",");
-        out.push_str(&line);
-        out.push('\n');
-    }
-    out
-}
-
-/// The REV-1 dashboard card: the newest campaign and how far it is.
-#[derive(Debug, Clone)]
-pub struct CardStatus {
-    pub ok: bool,
-    pub campaign_id: String,
-    pub quarter: String,
-    pub signed_off: bool,
-    pub percent: i64,
-    pub failed: i64,
-    pub due: String,
-}
-
-/// Green when the current (or, before it opens, the previous) quarter has a campaign that is
-/// not overdue and has no failed change.
-pub async fn card_status(
-    conn: &mut AnyConnection,
-    settings: &Settings,
-    now: Millis,
-) -> Result<Option<CardStatus>, sqlx::Error> {
-    let Some(campaign) = store::latest(conn).await? else {
-        return Ok(None);
-    };
-    let summary = store::summary(conn, &campaign.id).await?;
-    let clock = sla::for_subject(conn, &subject(&campaign.id))
-        .await?
-        .into_iter()
-        .find(|c| c.name == CLOCK);
-    let breached = clock
-        .as_ref()
-        .is_some_and(|c| c.state_at(now) == sla::ClockState::Breached);
-    let current = Quarter::containing(now, settings.zone);
-    let recent = current.is_some_and(|q| {
-        campaign.quarter == q.to_string() || campaign.quarter == q.previous().to_string()
-    });
-    Ok(Some(CardStatus {
-        ok: recent && !breached && summary.failed == 0,
-        signed_off: !campaign.is_open(),
-        percent: summary.completion_percent(),
-        failed: summary.failed,
-        due: match (&clock, campaign.is_open()) {
-            (Some(c), true) => sla::format::until(c.due_at, now),
-            _ => String::new(),
-        },
-        campaign_id: campaign.id,
-        quarter: campaign.quarter,
-    }))
 }

@@ -3,20 +3,21 @@
 //! bulk decisions with a confirmation step, assignment, sign-off and the CSV export.
 //! Refusals (self-review, not assigned, signed off) are 403 or 409 pages; nothing changes.
 
-use std::collections::HashMap;
-
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::model::{Decision, Execution, Flag, ItemKind, Quarter};
+use super::actions;
+use super::items::{self, ItemFilter};
+use super::model::{Flag, ItemKind, Quarter};
 use super::snapshot::Reviewer;
-use super::store::{self, Campaign, Item, ItemFilter, Summary};
-use super::{Ctx, DecisionInput, ReviewError, Settings};
+use super::store::{self, Summary};
+use super::view::{ItemView, item_view};
+use super::{Ctx, ReviewError, Settings};
 use crate::app::AppState;
-use crate::clock::{Millis, format_ms};
+use crate::clock::format_ms;
 use crate::error::{AppError, AppResult};
 use crate::portal::routes::{Access, PortalRoute, Visitor};
 use crate::portal::shell::{Shell, html};
@@ -31,19 +32,23 @@ pub fn routes() -> Vec<PortalRoute> {
         PortalRoute::get("/reviews", read, review_list_get),
         PortalRoute::post("/reviews/open", write, review_open_post),
         PortalRoute::get("/reviews/{id}", read, review_detail_get),
-        PortalRoute::get("/reviews/{id}/export.csv", read, review_export_get),
+        PortalRoute::get("/reviews/{id}/export.csv", read, actions::review_export_get),
         PortalRoute::post(
             "/reviews/{id}/items/{item}/decision",
             decide,
-            review_decision_post,
+            actions::review_decision_post,
         ),
-        PortalRoute::post("/reviews/{id}/bulk", decide, review_bulk_post),
+        PortalRoute::post("/reviews/{id}/bulk", decide, actions::review_bulk_post),
         PortalRoute::post(
             "/reviews/{id}/items/{item}/assign",
             write,
-            review_assign_post,
+            actions::review_assign_post,
         ),
-        PortalRoute::post("/reviews/{id}/sign-off", write, review_sign_off_post),
+        PortalRoute::post(
+            "/reviews/{id}/sign-off",
+            write,
+            actions::review_sign_off_post,
+        ),
     ]
 }
 
@@ -62,7 +67,7 @@ struct RefusedPage {
     back: String,
 }
 
-fn refusal(
+pub(super) fn refusal(
     state: &AppState,
     visitor: &Visitor,
     back: &str,
@@ -96,7 +101,7 @@ fn refusal(
     Ok((status, html(&page)?).into_response())
 }
 
-fn ctx<'a>(state: &'a AppState, settings: &'a Settings, visitor: &Visitor) -> Ctx<'a> {
+pub(super) fn ctx<'a>(state: &'a AppState, settings: &'a Settings, visitor: &Visitor) -> Ctx<'a> {
     Ctx {
         db: &state.db,
         key_cache: &state.key_cache,
@@ -106,7 +111,7 @@ fn ctx<'a>(state: &'a AppState, settings: &'a Settings, visitor: &Visitor) -> Ct
     }
 }
 
-fn me(visitor: &Visitor) -> AppResult<Reviewer> {
+pub(super) fn me(visitor: &Visitor) -> AppResult<Reviewer> {
     let session = visitor.session()?;
     Ok(Reviewer {
         id: session.staff_id.clone(),
@@ -229,131 +234,6 @@ async fn review_open_post(
     }
 }
 
-struct ItemView {
-    id: String,
-    number: i64,
-    kind: &'static str,
-    is_key: bool,
-    subject: String,
-    /// Role, or the key's customer and scopes.
-    what: String,
-    facts: Vec<(&'static str, String)>,
-    flags: Vec<&'static str>,
-    reviewer: String,
-    decision: String,
-    dropped: String,
-    justification: String,
-    decided: String,
-    execution: &'static str,
-    execution_error: String,
-    failed: bool,
-    /// The visitor may decide it now.
-    can_decide: bool,
-    /// Why the visitor may not, when they are a reviewer.
-    why_not: String,
-    scopes: Vec<String>,
-    can_assign: bool,
-}
-
-fn ms_or(at: Option<Millis>, none: &str) -> String {
-    at.map(format_ms).unwrap_or_else(|| none.to_owned())
-}
-
-fn item_view(
-    item: Item,
-    campaign: &Campaign,
-    me: &Reviewer,
-    can_decide_role: bool,
-    can_assign: bool,
-) -> ItemView {
-    let kind = item.kind();
-    let is_key = kind == Some(ItemKind::ApiKey);
-    let facts = if is_key {
-        vec![
-            ("created", ms_or(item.key_created_at, "")),
-            ("issued by", item.key_created_by.clone().unwrap_or_default()),
-            ("last used", ms_or(item.last_used_at, "never")),
-            (
-                "requests last quarter",
-                item.requests_in_period.unwrap_or_default().to_string(),
-            ),
-            ("expires", ms_or(item.expires_at, "never")),
-        ]
-    } else {
-        vec![
-            ("granted by", item.granted_by.clone().unwrap_or_default()),
-            ("granted", ms_or(item.granted_at, "")),
-            ("MFA", item.mfa.clone().unwrap_or_default()),
-            ("last login", ms_or(item.last_login_at, "never")),
-            ("account since", ms_or(item.account_created_at, "")),
-        ]
-    };
-    let why_not = if !can_decide_role {
-        String::new()
-    } else if let Err(err) = super::check_may_decide(campaign, &item, me) {
-        match err {
-            ReviewError::Refused(_) => me
-                .conflict_with(&item)
-                .map(|w| format!("You may not decide this: {w}."))
-                .unwrap_or_else(|| "Assigned to another reviewer.".into()),
-            _ => String::new(),
-        }
-    } else {
-        String::new()
-    };
-    let can_decide = can_decide_role && super::check_may_decide(campaign, &item, me).is_ok();
-    let what = if is_key {
-        format!(
-            "{} · {}",
-            item.customer_name.clone().unwrap_or_default(),
-            item.scopes.clone().unwrap_or_default()
-        )
-    } else {
-        item.role.clone().unwrap_or_default()
-    };
-    let execution = item.execution();
-    ItemView {
-        scopes: item
-            .scopes
-            .as_deref()
-            .unwrap_or_default()
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        can_assign: can_assign && campaign.is_open() && item.decision.is_none(),
-        id: item.id.clone(),
-        number: item.number,
-        kind: kind.map(ItemKind::label).unwrap_or("unknown"),
-        is_key,
-        subject: item.subject_label.clone(),
-        what,
-        facts,
-        flags: item.flags().into_iter().map(Flag::label).collect(),
-        reviewer: item
-            .reviewer_email
-            .clone()
-            .unwrap_or_else(|| "unassigned".into()),
-        decision: item.decision.clone().unwrap_or_default(),
-        dropped: item.drop_list.clone().unwrap_or_default(),
-        justification: item.justification.clone().unwrap_or_default(),
-        decided: match (&item.decided_by, item.decided_at) {
-            (Some(by), Some(at)) => format!("{by}, {}", format_ms(at)),
-            _ => String::new(),
-        },
-        execution: match execution {
-            Execution::None => "",
-            Execution::Pending => "waiting for sign-off",
-            Execution::Verified => "done and verified",
-            Execution::Failed => "FAILED: still open",
-        },
-        execution_error: item.execution_error.clone().unwrap_or_default(),
-        failed: execution == Execution::Failed,
-        can_decide,
-        why_not,
-    }
-}
-
 #[derive(Template)]
 #[template(path = "reviews/detail.html")]
 struct ReviewDetailPage {
@@ -395,22 +275,22 @@ struct FilterView {
 }
 
 #[derive(Deserialize, Default)]
-struct DetailQuery {
+pub(super) struct DetailQuery {
     #[serde(default)]
-    kind: String,
+    pub(super) kind: String,
     #[serde(default)]
-    status: String,
+    pub(super) status: String,
     #[serde(default)]
-    flag: String,
+    pub(super) flag: String,
     #[serde(default)]
-    mine: String,
+    pub(super) mine: String,
     #[serde(default)]
-    q: String,
-    page: Option<i64>,
-    notice: Option<String>,
+    pub(super) q: String,
+    pub(super) page: Option<i64>,
+    pub(super) notice: Option<String>,
 }
 
-fn parse_filter(query: &DetailQuery, me: &Reviewer) -> AppResult<ItemFilter> {
+pub(super) fn parse_filter(query: &DetailQuery, me: &Reviewer) -> AppResult<ItemFilter> {
     if !query.kind.is_empty() {
         ItemKind::parse(&query.kind).map_err(AppError::BadRequest)?;
     }
@@ -465,7 +345,7 @@ async fn review_detail_get(
         .ok_or(AppError::NotFound)?;
     let summary = store::summary(&mut conn, &id).await?;
     let (items, total) =
-        store::items(&mut conn, &id, &filter, PAGE_SIZE, (page - 1) * PAGE_SIZE).await?;
+        items::page(&mut conn, &id, &filter, PAGE_SIZE, (page - 1) * PAGE_SIZE).await?;
     let clock = crate::sla::for_subject(&mut conn, &super::subject(&id))
         .await?
         .into_iter()
@@ -533,249 +413,4 @@ async fn review_detail_get(
         },
         notice: notice.map(str::to_owned),
     })
-}
-
-#[derive(Deserialize)]
-struct DecisionForm {
-    decision: String,
-    #[serde(default)]
-    justification: String,
-    /// Comma-separated scopes to drop (modify); checkboxes `drop.<scope>` add to it.
-    #[serde(default)]
-    drop: String,
-    #[serde(flatten)]
-    rest: HashMap<String, String>,
-}
-
-impl DecisionForm {
-    fn input(&self) -> AppResult<DecisionInput> {
-        let decision = Decision::parse(&self.decision).map_err(AppError::BadRequest)?;
-        let mut drop: Vec<String> = self
-            .drop
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
-        drop.extend(
-            self.rest
-                .keys()
-                .filter_map(|k| k.strip_prefix("drop."))
-                .map(str::to_owned),
-        );
-        Ok(DecisionInput {
-            decision,
-            justification: self.justification.clone(),
-            drop,
-        })
-    }
-}
-
-async fn review_decision_post(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Path((id, item)): Path<(String, String)>,
-    Form(form): Form<DecisionForm>,
-) -> AppResult<Response> {
-    let input = form.input()?;
-    let settings = Settings::from_config(&state.config);
-    let me = me(&visitor)?;
-    let back = format!("/reviews/{id}");
-    match super::decide(&ctx(&state, &settings, &visitor), &id, &item, &me, &input).await {
-        Ok(_) => Ok(Redirect::to(&format!("/reviews/{id}?notice=decided")).into_response()),
-        Err(err) => refusal(&state, &visitor, &back, err),
-    }
-}
-
-#[derive(Deserialize)]
-struct BulkForm {
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    flag: String,
-    #[serde(default)]
-    q: String,
-    decision: String,
-    #[serde(default)]
-    justification: String,
-    #[serde(default)]
-    confirm: String,
-}
-
-#[derive(Template)]
-#[template(path = "reviews/bulk_confirm.html")]
-struct BulkConfirmPage {
-    shell: Shell,
-    campaign_id: String,
-    quarter: String,
-    kind: String,
-    flag: String,
-    q: String,
-    decision: String,
-    justification: String,
-    count: i64,
-    sample: Vec<(i64, String, String)>,
-}
-
-/// Upper bound of items one bulk decision covers.
-const BULK_MAX: i64 = 1000;
-
-async fn review_bulk_post(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Path(id): Path<String>,
-    Form(form): Form<BulkForm>,
-) -> AppResult<Response> {
-    let decision = Decision::parse(&form.decision).map_err(AppError::BadRequest)?;
-    if decision == Decision::Modify {
-        return Err(AppError::BadRequest(
-            "Bulk decisions keep or revoke; modify each key on its own.".into(),
-        ));
-    }
-    let me = me(&visitor)?;
-    let filter = parse_filter(
-        &DetailQuery {
-            kind: form.kind.clone(),
-            status: "open".into(),
-            flag: form.flag.clone(),
-            mine: "1".into(),
-            q: form.q.clone(),
-            page: None,
-            notice: None,
-        },
-        &me,
-    )?;
-    let back = format!("/reviews/{id}");
-    let mut conn = state.db.pool.acquire().await?;
-    let campaign = store::find_campaign(&mut conn, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let (items, _) = store::items(&mut conn, &id, &filter, BULK_MAX, 0).await?;
-    drop(conn);
-    let items: Vec<Item> = items
-        .into_iter()
-        .filter(|i| super::check_may_decide(&campaign, i, &me).is_ok())
-        .collect();
-    if form.confirm != "yes" {
-        if !campaign.is_open() {
-            return refusal(
-                &state,
-                &visitor,
-                &back,
-                ReviewError::Conflict(format!(
-                    "The {} access review is signed off and read-only.",
-                    campaign.quarter
-                )),
-            );
-        }
-        return Ok(html(&BulkConfirmPage {
-            shell: Shell::new(&state, &visitor, "/reviews")?,
-            campaign_id: id,
-            quarter: campaign.quarter,
-            kind: form.kind,
-            flag: form.flag,
-            q: form.q,
-            decision: decision.as_str().to_owned(),
-            justification: form.justification,
-            count: items.len() as i64,
-            sample: items
-                .iter()
-                .take(20)
-                .map(|i| (i.number, i.subject_label.clone(), i.flags.clone()))
-                .collect(),
-        })?
-        .into_response());
-    }
-    let settings = Settings::from_config(&state.config);
-    let ctx = ctx(&state, &settings, &visitor);
-    let input = DecisionInput {
-        decision,
-        justification: form.justification.clone(),
-        drop: Vec::new(),
-    };
-    for item in &items {
-        if let Err(err) = super::decide(&ctx, &id, &item.id, &me, &input).await {
-            return refusal(&state, &visitor, &back, err);
-        }
-    }
-    Ok(Redirect::to(&format!("/reviews/{id}?notice=bulk&mine=1")).into_response())
-}
-
-#[derive(Deserialize)]
-struct AssignForm {
-    reviewer: String,
-}
-
-async fn review_assign_post(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Path((id, item)): Path<(String, String)>,
-    Form(form): Form<AssignForm>,
-) -> AppResult<Response> {
-    let settings = Settings::from_config(&state.config);
-    let back = format!("/reviews/{id}");
-    match super::assign(
-        &ctx(&state, &settings, &visitor),
-        &id,
-        &item,
-        &form.reviewer,
-        &visitor.actor(),
-    )
-    .await
-    {
-        Ok(()) => Ok(Redirect::to(&format!("/reviews/{id}?notice=assigned")).into_response()),
-        Err(err) => refusal(&state, &visitor, &back, err),
-    }
-}
-
-#[derive(Deserialize)]
-struct SignOffForm {
-    #[serde(default)]
-    confirm: String,
-}
-
-async fn review_sign_off_post(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Path(id): Path<String>,
-    Form(form): Form<SignOffForm>,
-) -> AppResult<Response> {
-    if form.confirm != "yes" {
-        return Err(AppError::BadRequest(
-            "Tick the confirmation box to sign the campaign off. Nothing was changed.".into(),
-        ));
-    }
-    let settings = Settings::from_config(&state.config);
-    let email = visitor.session()?.email.clone();
-    let back = format!("/reviews/{id}");
-    match super::sign_off(&ctx(&state, &settings, &visitor), &id, &email).await {
-        Ok(_) => Ok(Redirect::to(&format!("/reviews/{id}?notice=signed_off")).into_response()),
-        Err(err) => refusal(&state, &visitor, &back, err),
-    }
-}
-
-async fn review_export_get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> AppResult<Response> {
-    let mut conn = state.db.pool.acquire().await?;
-    let campaign = store::find_campaign(&mut conn, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let items = store::all_items(&mut conn, &id).await?;
-    drop(conn);
-    let body = super::csv(&items);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!(
-                    "attachment; filename=\"access-review-{}.csv\"",
-                    campaign.quarter
-                ),
-            ),
-        ],
-        body,
-    )
-        .into_response())
 }

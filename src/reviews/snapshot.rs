@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use sqlx::{AnyConnection, Row};
 
+use super::items::Item;
 use super::model::{Flag, ItemKind};
-use super::store::Item;
 use crate::clock::{DAY, Millis};
 use crate::keys::model::Scope;
 
