@@ -836,3 +836,114 @@ async fn the_cli_opens_lists_shows_and_exports_a_campaign(backend: Backend) {
     );
 }
 both_backends!(the_cli_opens_lists_shows_and_exports_a_campaign);
+
+async fn with_execution_at_sign_off_revokes_wait_and_a_sole_deciding_admin_cannot_sign(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, |c| c.review_execute = "sign_off".into()).await;
+    let boss = app
+        .create_staff("boss@example.com", &[Role::Admin, Role::Reviewer], true)
+        .await;
+    let second = app
+        .create_staff("second-admin@example.com", &[Role::Admin], true)
+        .await;
+    let rex = app
+        .create_staff("rex@example.com", &[Role::Reviewer], true)
+        .await;
+    let customer = app.create_customer("Acme", "live", 30).await;
+    let (_, secret) = app.issue_key(&customer, "faces:detect,images:read").await;
+    let campaign = open_now(&app).await;
+    let rows = items(&app, &campaign).await;
+    let key_item = rows.iter().find(|i| i.kind == "api_key").unwrap().clone();
+    assert_eq!(key_item.reviewer.as_deref(), Some(boss.email.as_str()));
+    let client = app.client();
+    app.login(&client, &boss).await;
+    let probe = app.url(&format!("/v1/images/{}", uuid::Uuid::new_v4()));
+    let api = || {
+        let (probe, secret) = (probe.clone(), secret.clone());
+        async move {
+            reqwest::Client::new()
+                .get(probe)
+                .header("x-api-key", secret)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let response = decide(
+        &app,
+        &client,
+        &campaign,
+        &key_item.id,
+        &[
+            ("decision", "revoke"),
+            ("justification", "no longer a customer"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(api().await, 404, "the revoke waits for sign-off");
+    for row in items(&app, &campaign).await {
+        if row.decision.is_none() && row.reviewer.as_deref() == Some(boss.email.as_str()) {
+            let response = decide(
+                &app,
+                &client,
+                &campaign,
+                &row.id,
+                &[("decision", "keep"), ("justification", "needed")],
+            )
+            .await;
+            assert_eq!(response.status(), 303);
+        }
+    }
+    // Boss decided every decided item alone, so Boss cannot sign off.
+    let response = app
+        .submit(
+            &client,
+            &format!("/reviews/{campaign}"),
+            &format!("/reviews/{campaign}/sign-off"),
+            &[("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(api().await, 404, "a refused sign-off carries nothing out");
+
+    // Rex keeps the rest; another admin signs off, which carries out the revoke.
+    let rex_client = app.client();
+    app.login(&rex_client, &rex).await;
+    for row in items(&app, &campaign).await {
+        if row.decision.is_none() {
+            assert_eq!(row.reviewer.as_deref(), Some(rex.email.as_str()), "{row:?}");
+            let response = decide(
+                &app,
+                &rex_client,
+                &campaign,
+                &row.id,
+                &[("decision", "keep"), ("justification", "needed")],
+            )
+            .await;
+            assert_eq!(response.status(), 303);
+        }
+    }
+    let second_client = app.client();
+    app.login(&second_client, &second).await;
+    let response = app
+        .submit(
+            &second_client,
+            &format!("/reviews/{campaign}"),
+            &format!("/reviews/{campaign}/sign-off"),
+            &[("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(api().await, 401, "revoked at sign-off");
+    let row = items(&app, &campaign)
+        .await
+        .into_iter()
+        .find(|i| i.id == key_item.id)
+        .unwrap();
+    assert_eq!(row.execution, "verified");
+}
+both_backends!(with_execution_at_sign_off_revokes_wait_and_a_sole_deciding_admin_cannot_sign);
