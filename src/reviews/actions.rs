@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::items::{self, Item};
-use super::model::Decision;
+use super::model::{Decision, Execution};
 use super::pages::{DetailQuery, ctx, me, parse_filter, refusal};
 use super::store;
 use super::{DecisionInput, ReviewError, Settings};
@@ -66,6 +66,9 @@ pub(super) async fn review_decision_post(
     let me = me(&visitor)?;
     let back = format!("/reviews/{id}");
     match super::decide(&ctx(&state, &settings, &visitor), &id, &item, &me, &input).await {
+        Ok(decided) if decided.execution() == Execution::Failed => {
+            Ok(Redirect::to(&format!("/reviews/{id}?notice=failed&status=failed")).into_response())
+        }
         Ok(_) => Ok(Redirect::to(&format!("/reviews/{id}?notice=decided")).into_response()),
         Err(err) => refusal(&state, &visitor, &back, err),
     }

@@ -361,6 +361,10 @@ async fn review_detail_get(
             Some("Campaign opened: every staff role grant and active API key is listed below.")
         }
         "decided" => Some("Decision recorded."),
+        "failed" => Some(
+            "Decision recorded, but the change failed: the item stays open and is shown red \
+             with the reason. Decide it again once the cause is fixed.",
+        ),
         "assigned" => Some("Item reassigned."),
         "signed_off" => Some("Campaign signed off; it is now read-only."),
         "bulk" => Some("Bulk decision recorded on the matching items you may decide."),

@@ -182,12 +182,13 @@ pub async fn take(
     .map(|r| r.try_get::<String, _>("actor"))
     .collect::<Result<_, _>>()?;
     let keys = sqlx::query(
+        // Per key through the usage primary key (key_id, hour_start): joining a grouped
+        // subquery instead made SQLite compare every key with every group.
         "SELECT k.id, k.prefix, k.customer_id, c.name AS customer_name, k.scopes, k.created_at, \
-         k.created_by, k.last_used_at, k.expires_at, COALESCE(u.requests, 0) AS requests \
+         k.created_by, k.last_used_at, k.expires_at, \
+         CAST(COALESCE((SELECT SUM(u.requests) FROM api_usage u WHERE u.key_id = k.id \
+                        AND u.hour_start >= $2 AND u.hour_start < $3), 0) AS BIGINT) AS requests \
          FROM api_keys k JOIN customers c ON c.id = k.customer_id \
-         LEFT JOIN (SELECT key_id, CAST(SUM(requests) AS BIGINT) AS requests FROM api_usage \
-                    WHERE hour_start >= $2 AND hour_start < $3 GROUP BY key_id) u \
-           ON u.key_id = k.id \
          WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $1) \
          ORDER BY c.name, k.created_at, k.id",
     )
