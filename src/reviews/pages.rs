@@ -242,6 +242,8 @@ struct ReviewDetailPage {
     summary: Summary,
     percent: i64,
     countdown: Option<Countdown>,
+    /// The due clock's timeline: started, reminded, breached, escalated, stopped.
+    history: Vec<(String, &'static str, String)>,
     items: Vec<ItemView>,
     filter: FilterView,
     kinds: Vec<(&'static str, &'static str)>,
@@ -346,6 +348,11 @@ async fn review_detail_get(
     let summary = store::summary(&mut conn, &id).await?;
     let (items, total) =
         items::page(&mut conn, &id, &filter, PAGE_SIZE, (page - 1) * PAGE_SIZE).await?;
+    let history = crate::sla::events_for_subject(&mut conn, &super::subject(&id))
+        .await?
+        .into_iter()
+        .map(|e| (format_ms(e.at), e.kind.as_str(), e.detail))
+        .collect();
     let clock = crate::sla::for_subject(&mut conn, &super::subject(&id))
         .await?
         .into_iter()
@@ -374,6 +381,7 @@ async fn review_detail_get(
         shell: Shell::new(&state, &visitor, "/reviews")?,
         percent: summary.completion_percent(),
         countdown: clock.as_ref().map(|c| Countdown::of(c, now)),
+        history,
         items: items
             .into_iter()
             .map(|i| item_view(i, &campaign, &me, can_decide, can_write))

@@ -744,7 +744,8 @@ both_backends!(the_csv_export_neutralises_formula_leading_cells);
 
 async fn reviewers_with_open_items_are_reminded_and_admins_hear_when_overdue(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.create_staff("admin@example.com", &[Role::Admin], true)
+    let admin = app
+        .create_staff("admin@example.com", &[Role::Admin], true)
         .await;
     app.create_staff("rita@example.com", &[Role::Reviewer], true)
         .await;
@@ -771,7 +772,18 @@ async fn reviewers_with_open_items_are_reminded_and_admins_hear_when_overdue(bac
     app.clock.set(opened_at + 14 * DAY);
     trustplane::sla::watch::run(&app.state).await.unwrap();
     assert_eq!(outbox("admin@example.com").await, 1);
-    let _ = campaign;
+    // The campaign page shows the overdue history.
+    let client = app.client();
+    app.login(&client, &admin).await;
+    let page = app
+        .get(&client, &format!("/reviews/{campaign}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Due date history"), "{page}");
+    assert!(page.contains("breached"), "{page}");
+    assert!(page.contains("escalated"), "{page}");
 }
 both_backends!(reviewers_with_open_items_are_reminded_and_admins_hear_when_overdue);
 
