@@ -206,8 +206,11 @@ pub async fn start(state: AppState, listen: SocketAddr) -> anyhow::Result<Runnin
 /// `trustplane serve`.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     check_transport(&config)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    crate::data_dir::prepare(
+        &config.data_dir,
+        &crate::data_dir::sqlite_files(&config.effective_database_url()),
+    )
+    .with_context(|| format!("cannot prepare data dir {}", config.data_dir.display()))?;
     let keyring = Keyring::load_or_create(&config.effective_keyring_path())?;
     let listen = config.listen_addr()?;
     let state = build_state(config, Arc::new(crate::clock::SystemClock), keyring).await?;

@@ -307,3 +307,53 @@ fn secrets_can_come_from_the_environment_instead_of_a_keyring_file() {
     assert!(!half.status.success());
     assert!(String::from_utf8_lossy(&half.stderr).contains("must be set together"));
 }
+
+#[test]
+fn the_data_folder_and_everything_created_in_it_is_private_to_the_service_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("mail")).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(data.join("mail"), std::fs::Permissions::from_mode(0o775)).unwrap();
+
+    // A shell umask of 000 would make everything world-writable; the binary overrides it.
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(dir.path())
+        .args(["-c", "umask 000 && exec \"$0\" migrate"])
+        .arg(env!("CARGO_BIN_EXE_trustplane"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TRUSTPLANE_") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(log.contains("tightened"), "{log}");
+
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("mail")), 0o700);
+    let created: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(
+        created.iter().any(|p| p.ends_with("trustplane.db")),
+        "{created:?}"
+    );
+    for file in created {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+}
