@@ -7,6 +7,7 @@ mod audit_log;
 mod authn;
 mod backup;
 mod cli;
+mod contract;
 mod demo_storage;
 mod findings;
 mod incidents;
