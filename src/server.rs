@@ -34,7 +34,12 @@ pub async fn build_state(
     let tls = config.tls_enabled();
     let blobs = crate::blobs::BlobStore::open(&config.blob_store_url, &config.data_dir)?;
     let analyzer = analyzer_from(&config)?;
-    let demo_limiter = crate::api::demo::DemoLimiter::per_minute(config.demo_requests_per_minute);
+    // Several nodes can only share a PostgreSQL database; there the limit must be shared too.
+    let demo_limiter = if db.backend == crate::db::Backend::Postgres {
+        crate::api::demo::DemoLimiter::shared_per_minute(config.demo_requests_per_minute)
+    } else {
+        crate::api::demo::DemoLimiter::per_minute(config.demo_requests_per_minute)
+    };
     let sla_calendar = config.sla_calendar()?;
     Ok(AppState::new(App {
         sla_calendar,

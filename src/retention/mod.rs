@@ -123,6 +123,7 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
     )
     .unwrap_or(i64::MAX);
     crate::authn::throttle::sweep(&mut tx, now, now - 24 * 60 * MINUTE).await?;
+    crate::api::demo::sweep(&mut tx, now).await?;
     let (production, demo) = oldest_ages(state, now).await?;
     report.oldest_production_age_ms = production;
     report.oldest_demo_age_ms = demo;
