@@ -8,6 +8,7 @@ mod authn;
 mod backup;
 mod cli;
 mod contract;
+mod crash;
 mod demo_storage;
 mod findings;
 mod incidents;
