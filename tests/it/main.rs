@@ -21,3 +21,4 @@ mod retention;
 mod security_review;
 mod sla;
 mod staff;
+mod vendors;

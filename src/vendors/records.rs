@@ -1,0 +1,676 @@
+//! The vendor detail page and what is recorded on it: assessments (questionnaire form),
+//! conditions, DPA uploads (multipart, own body limit) and downloads (always an attachment),
+//! customer objections; plus the questionnaire editor and the subscriber list.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::assess::{AnswerInput, AssessmentInput};
+use super::dpa::{DpaInput, DpaVault};
+use super::model::{self, MAX_DPA_BYTES, Outcome};
+use super::pages::{can_write, planned_from, settings, when};
+use super::{notice, questions, store};
+use crate::app::AppState;
+use crate::audit::{self, AuditEvent};
+use crate::clock::format_ms;
+use crate::error::{AppError, AppResult};
+use crate::portal::routes::{Access, PortalRoute, Visitor};
+use crate::portal::shell::{Shell, html};
+use crate::web::Form;
+
+const UPLOAD_BODY_LIMIT: usize = MAX_DPA_BYTES + 64 * 1024;
+
+pub fn routes() -> Vec<PortalRoute> {
+    let read = Access::Rbac("vendors", "read");
+    let write = Access::Rbac("vendors", "write");
+    vec![
+        PortalRoute::get("/vendors/questions", read, question_list_get),
+        PortalRoute::post("/vendors/questions", write, question_add_post),
+        PortalRoute::post("/vendors/questions/{qid}", write, question_edit_post),
+        PortalRoute::get("/vendors/subscribers", read, subscriber_list_get),
+        PortalRoute::post("/vendors/subscribers", write, subscriber_add_post),
+        PortalRoute::get("/vendors/{id}/assess", write, assess_get),
+        PortalRoute::post("/vendors/{id}/assessments", write, assess_post),
+        PortalRoute::post(
+            "/vendors/{id}/conditions/{cid}/done",
+            write,
+            condition_done_post,
+        ),
+        PortalRoute::post("/vendors/{id}/dpas", write, dpa_upload_post)
+            .with_body_limit(UPLOAD_BODY_LIMIT),
+        PortalRoute::get("/vendors/{id}/dpas/{dpa_id}", read, dpa_download_get),
+        PortalRoute::post("/vendors/{id}/objections", write, objection_post),
+    ]
+}
+
+struct AssessmentView {
+    assessed: String,
+    reviewer: String,
+    result: &'static str,
+    result_code: &'static str,
+    score: String,
+    tier: &'static str,
+    next_due: String,
+    notes: String,
+    answers: Vec<(String, String, String)>,
+}
+
+struct DpaView {
+    id: String,
+    version: String,
+    signed: String,
+    expires: String,
+    sha256: String,
+    file_name: String,
+    size: String,
+    expired: bool,
+}
+
+#[derive(Template)]
+#[template(path = "vendors/detail.html")]
+struct DetailPage {
+    shell: Shell,
+    id: String,
+    number: i64,
+    name: String,
+    legal_entity: String,
+    website: String,
+    purpose: String,
+    state: &'static str,
+    version: i64,
+    categories: Vec<String>,
+    subjects: Vec<String>,
+    locations: String,
+    outside: String,
+    transfer: String,
+    access: String,
+    parent: Option<(String, String)>,
+    children: Vec<(String, String)>,
+    tier: &'static str,
+    derived_tier: &'static str,
+    override_reason: String,
+    owner: String,
+    contract: String,
+    notes: String,
+    customer_data: bool,
+    notice: String,
+    planned_from: String,
+    activated: String,
+    missing: Vec<String>,
+    next_states: Vec<(&'static str, bool)>,
+    can_activate: bool,
+    assessments: Vec<AssessmentView>,
+    conditions: Vec<(String, String, String, String, bool)>,
+    dpas: Vec<DpaView>,
+    clocks: Vec<crate::sla::pages::Countdown>,
+    clock_rows: Vec<(String, String, String)>,
+    changes: Vec<(String, String, String)>,
+    objections: Vec<(String, String, String, String)>,
+    customers: Vec<(String, String)>,
+    can_write: bool,
+}
+
+pub(crate) async fn vendor_detail_get(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+) -> AppResult<Html<String>> {
+    let now = state.now();
+    let mut conn = state.db.pool.acquire().await?;
+    let v = store::find(&mut conn, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let missing = super::gate(&mut conn, &v, now).await?;
+    let parent = match &v.parent_id {
+        Some(pid) => store::find(&mut conn, pid)
+            .await?
+            .map(|p| (p.id.clone(), p.label())),
+        None => None,
+    };
+    let (all, _) = store::list(
+        &mut conn,
+        &store::VendorFilter {
+            limit: 5000,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let children = all
+        .iter()
+        .filter(|c| c.parent_id.as_deref() == Some(id.as_str()))
+        .map(|c| (c.id.clone(), c.label()))
+        .collect();
+    let assessments = store::assessments(&mut conn, &id)
+        .await?
+        .into_iter()
+        .map(|a| AssessmentView {
+            assessed: format_ms(a.assessed_at),
+            reviewer: a.reviewer.clone(),
+            result: a.result.label(),
+            result_code: a.result.as_str(),
+            score: format!("{:.1}", a.score),
+            tier: a.risk_tier.as_str(),
+            next_due: when(a.next_due_at),
+            notes: a.notes.clone(),
+            answers: a
+                .answers
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|i| {
+                            let s = |k: &str| i[k].as_str().unwrap_or_default().to_owned();
+                            (s("question"), s("answer"), s("evidence"))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    let conditions = store::conditions(&mut conn, &id)
+        .await?
+        .into_iter()
+        .map(|c| {
+            let overdue = c.done_at.is_none() && c.due_at <= now;
+            (
+                c.id,
+                c.text,
+                notice::day(c.due_at),
+                c.done_at
+                    .map(|d| format!("done {} by {}", format_ms(d), c.done_by.unwrap_or_default()))
+                    .unwrap_or_else(|| if overdue { "overdue".into() } else { "open".into() }),
+                c.done_at.is_none(),
+            )
+        })
+        .collect();
+    let dpas = store::dpas(&mut conn, &id)
+        .await?
+        .into_iter()
+        .map(|d| DpaView {
+            expired: d.expires_at <= now,
+            id: d.id,
+            version: d.version,
+            signed: notice::day(d.signed_at),
+            expires: format_ms(d.expires_at),
+            sha256: d.sha256,
+            file_name: d.file_name,
+            size: format!("{:.1} KiB", d.size_bytes as f64 / 1024.0),
+        })
+        .collect();
+    let clocks = crate::sla::for_subject(&mut conn, &super::subject(&id)).await?;
+    let clock_rows = clocks
+        .iter()
+        .map(|c| {
+            (
+                c.target.clone(),
+                format_ms(c.due_at),
+                c.state_at(now).as_str().to_owned(),
+            )
+        })
+        .collect();
+    let countdowns = clocks
+        .iter()
+        .filter(|c| c.stopped_at.is_none())
+        .map(|c| crate::sla::pages::Countdown::of(c, now))
+        .collect();
+    let changes = notice::changes_of(&mut conn, &id)
+        .await?
+        .into_iter()
+        .map(|c| (c.id, format_ms(c.at), c.summary))
+        .collect();
+    let objections = notice::objections(&mut conn, &id)
+        .await?
+        .into_iter()
+        .map(|o| (format_ms(o.created_at), o.contact, o.reason, o.recorded_by))
+        .collect();
+    drop(conn);
+    let (customers, _) = crate::customers::store::list(&state.db, "", 0, 1000, state.now())
+        .await
+        .unwrap_or_default();
+    let customers = customers
+        .into_iter()
+        .map(|c| (c.customer.id.clone(), c.customer.name.clone()))
+        .collect();
+    let outside = model::outside_eea(&v.locations).join(", ");
+    html(&DetailPage {
+        shell: Shell::new(&state, &visitor, "/vendors")?,
+        id: v.id.clone(),
+        number: v.number,
+        name: v.name.clone(),
+        legal_entity: v.legal_entity.clone(),
+        website: v.website.clone(),
+        purpose: v.purpose.clone(),
+        state: v.state.as_str(),
+        version: v.version,
+        categories: v
+            .data_categories
+            .iter()
+            .map(|c| model::category_label(c).to_owned())
+            .collect(),
+        subjects: v
+            .data_subjects
+            .iter()
+            .map(|s| model::subject_label(s).to_owned())
+            .collect(),
+        locations: v.locations.join(", "),
+        outside,
+        transfer: v.transfer.label(),
+        access: model::ACCESS_LEVELS
+            .iter()
+            .find(|a| a.0 == v.access_level)
+            .map_or(v.access_level.clone(), |a| a.1.to_owned()),
+        parent,
+        children,
+        tier: v.risk_tier().as_str(),
+        derived_tier: v.derived_tier().as_str(),
+        override_reason: v.risk_override_reason.clone().unwrap_or_default(),
+        owner: v.owner_email.clone(),
+        contract: match (&v.contract_start, &v.contract_end) {
+            (None, None) => String::new(),
+            (s, e) => format!(
+                "{} – {}",
+                s.clone().unwrap_or_default(),
+                e.clone().unwrap_or_else(|| "open-ended".into())
+            ),
+        },
+        notes: v.notes.clone(),
+        customer_data: v.handles_customer_data(),
+        notice: match (v.notice_started_at, v.notice_ends_at) {
+            (Some(s), Some(e)) => format!("{} → {}", format_ms(s), format_ms(e)),
+            _ => String::new(),
+        },
+        planned_from: planned_from(&v),
+        activated: when(v.activated_at),
+        can_activate: v.state == model::State::Approved,
+        missing,
+        next_states: v
+            .state
+            .next()
+            .iter()
+            .filter(|s| **s != model::State::Active)
+            .map(|s| (s.as_str(), s.is_destructive()))
+            .collect(),
+        assessments,
+        conditions,
+        dpas,
+        clocks: countdowns,
+        clock_rows,
+        changes,
+        objections,
+        customers,
+        can_write: can_write(&state, &visitor)?,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "vendors/assess.html")]
+struct AssessPage {
+    shell: Shell,
+    id: String,
+    number: i64,
+    name: String,
+    tier: &'static str,
+    months: i64,
+    questions: Vec<questions::Question>,
+    results: Vec<(&'static str, &'static str)>,
+}
+
+async fn assess_get(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+) -> AppResult<Html<String>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let v = store::find(&mut conn, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let questions = questions::list(&mut conn, true).await?;
+    html(&AssessPage {
+        shell: Shell::new(&state, &visitor, "/vendors")?,
+        id: v.id.clone(),
+        number: v.number,
+        name: v.name.clone(),
+        tier: v.risk_tier().as_str(),
+        months: state.config.vendor_reassessment_months[v.risk_tier().index()],
+        questions,
+        results: Outcome::ALL.iter().map(|o| (o.as_str(), o.label())).collect(),
+    })
+}
+
+async fn assess_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> AppResult<Response> {
+    let now = state.now();
+    let field = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let mut answers = Vec::new();
+    for (key, value) in &form {
+        if let Some(qid) = key.strip_prefix("answer_") {
+            answers.push(AnswerInput {
+                question_id: qid.to_owned(),
+                answer: value.clone(),
+                evidence: field(&format!("evidence_{qid}")),
+            });
+        }
+    }
+    let input = AssessmentInput {
+        answers,
+        result: field("result"),
+        assessed_at: crate::web::datetime_local_utc(&field("assessed_at"), now, "assessment date")?,
+        notes: field("notes"),
+        conditions: field("conditions"),
+    };
+    let mut tx = state.db.begin().await?;
+    super::assess::record(
+        &mut tx,
+        &settings(&state),
+        &id,
+        &input,
+        &visitor.actor(),
+        &visitor.ctx.meta(),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/vendors/{id}")).into_response())
+}
+
+async fn condition_done_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path((id, cid)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let mut tx = state.db.begin().await?;
+    super::assess::close_condition(
+        &mut tx,
+        &id,
+        &cid,
+        &visitor.actor(),
+        &visitor.ctx.meta(),
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/vendors/{id}")).into_response())
+}
+
+fn unreadable(err: axum::extract::multipart::MultipartError) -> AppError {
+    AppError::BadRequest(format!(
+        "The form could not be read ({}). Nothing was changed.",
+        err.body_text()
+    ))
+}
+
+/// A `YYYY-MM-DD` date as midnight UTC.
+fn date_ms(raw: &str, what: &str) -> AppResult<crate::clock::Millis> {
+    chrono::NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+        .ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "The {what} “{}” is not a date like 2027-01-31. Nothing was changed.",
+                raw.trim()
+            ))
+        })
+}
+
+async fn dpa_upload_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    mut multipart: Multipart,
+) -> AppResult<Response> {
+    let mut input = DpaInput::default();
+    let (mut signed, mut expires) = (String::new(), String::new());
+    while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "document" {
+            let file_name = field.file_name().unwrap_or_default().to_owned();
+            let bytes = field.bytes().await.map_err(unreadable)?;
+            if !file_name.is_empty() || !bytes.is_empty() {
+                input.file = Some((file_name, bytes.to_vec()));
+            }
+            continue;
+        }
+        let text = field.text().await.map_err(unreadable)?;
+        match name.as_str() {
+            "version" => input.version = text,
+            "signed_on" => signed = text,
+            "expires_on" => expires = text,
+            _ => {}
+        }
+    }
+    input.signed_at = date_ms(&signed, "signing date")?;
+    input.expires_at = date_ms(&expires, "expiry or review date")?;
+    let mut tx = state.db.begin().await?;
+    super::dpa::upload(
+        &mut tx,
+        &settings(&state),
+        DpaVault {
+            blobs: &state.blobs,
+            keyring: &state.keyring,
+        },
+        &id,
+        &input,
+        &visitor.actor(),
+        &visitor.ctx.meta(),
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/vendors/{id}")).into_response())
+}
+
+async fn dpa_download_get(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path((id, dpa_id)): Path<(String, String)>,
+) -> AppResult<Response> {
+    let mut conn = state.db.pool.acquire().await?;
+    let (dpa, bytes) = super::dpa::document(
+        &mut conn,
+        DpaVault {
+            blobs: &state.blobs,
+            keyring: &state.keyring,
+        },
+        &dpa_id,
+    )
+    .await?;
+    if dpa.vendor_id != id {
+        return Err(AppError::NotFound);
+    }
+    audit::append(
+        &mut conn,
+        state.now(),
+        &visitor.ctx.meta(),
+        AuditEvent::new(visitor.actor(), "vendor.dpa_download", format!("vendor:{id}"))
+            .detail("dpa", dpa.id.as_str()),
+    )
+    .await?;
+    let disposition = format!("attachment; filename=\"{}\"", dpa.file_name.replace(['"', '\\'], ""));
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pdf"));
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct ObjectionForm {
+    change_id: String,
+    #[serde(default)]
+    customer_id: String,
+    contact: String,
+    reason: String,
+}
+
+async fn objection_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Form(form): Form<ObjectionForm>,
+) -> AppResult<Response> {
+    let mut tx = state.db.begin().await?;
+    notice::object(
+        &mut tx,
+        &id,
+        &form.change_id,
+        Some(form.customer_id.trim()).filter(|c| !c.is_empty()),
+        &form.contact,
+        &form.reason,
+        &visitor.actor(),
+        &visitor.ctx.meta(),
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/vendors/{id}")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "vendors/questions.html")]
+struct QuestionsPage {
+    shell: Shell,
+    questions: Vec<questions::Question>,
+    can_write: bool,
+}
+
+async fn question_list_get(
+    State(state): State<AppState>,
+    visitor: Visitor,
+) -> AppResult<Html<String>> {
+    let mut conn = state.db.pool.acquire().await?;
+    html(&QuestionsPage {
+        shell: Shell::new(&state, &visitor, "/vendors")?,
+        questions: questions::list(&mut conn, false).await?,
+        can_write: can_write(&state, &visitor)?,
+    })
+}
+
+#[derive(Deserialize)]
+struct QuestionForm {
+    text: String,
+    weight: i64,
+    #[serde(default)]
+    active: String,
+}
+
+async fn question_add_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Form(form): Form<QuestionForm>,
+) -> AppResult<Response> {
+    let mut tx = state.db.begin().await?;
+    questions::add(
+        &mut tx,
+        &form.text,
+        form.weight,
+        &visitor.actor(),
+        &visitor.ctx.meta(),
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/vendors/questions").into_response())
+}
+
+async fn question_edit_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(qid): Path<String>,
+    Form(form): Form<QuestionForm>,
+) -> AppResult<Response> {
+    let mut tx = state.db.begin().await?;
+    questions::edit(
+        &mut tx,
+        &qid,
+        &form.text,
+        form.weight,
+        form.active == "yes",
+        &visitor.actor(),
+        &visitor.ctx.meta(),
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/vendors/questions").into_response())
+}
+
+#[derive(Template)]
+#[template(path = "vendors/subscribers.html")]
+struct SubscribersPage {
+    shell: Shell,
+    rows: Vec<(String, String, String)>,
+    customers: Vec<(String, String)>,
+    can_write: bool,
+}
+
+async fn subscriber_list_get(
+    State(state): State<AppState>,
+    visitor: Visitor,
+) -> AppResult<Html<String>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let rows = notice::subscribers(&mut conn)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let status = match (s.confirmed_at, s.unsubscribed_at) {
+                (_, Some(at)) => format!("unsubscribed {}", format_ms(at)),
+                (Some(at), None) => format!("confirmed {}", format_ms(at)),
+                (None, None) => "awaiting confirmation".to_owned(),
+            };
+            let source = if s.customer_id.is_some() {
+                "customer record"
+            } else {
+                "public form"
+            };
+            (s.email, source.to_owned(), status)
+        })
+        .collect();
+    drop(conn);
+    let (customers, _) = crate::customers::store::list(&state.db, "", 0, 1000, state.now())
+        .await
+        .unwrap_or_default();
+    html(&SubscribersPage {
+        shell: Shell::new(&state, &visitor, "/vendors")?,
+        rows,
+        customers: customers
+            .into_iter()
+            .map(|c| (c.customer.id.clone(), c.customer.name.clone()))
+            .collect(),
+        can_write: can_write(&state, &visitor)?,
+    })
+}
+
+#[derive(Deserialize)]
+struct SubscriberForm {
+    customer_id: String,
+}
+
+async fn subscriber_add_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Form(form): Form<SubscriberForm>,
+) -> AppResult<Response> {
+    let mut tx = state.db.begin().await?;
+    notice::subscribe_customer(
+        &mut tx,
+        form.customer_id.trim(),
+        &visitor.actor(),
+        &visitor.ctx.meta(),
+        state.now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/vendors/subscribers").into_response())
+}
