@@ -43,7 +43,9 @@ fn answer_value(raw: &str) -> Result<Option<f64>, String> {
         "no" => Ok(Some(0.0)),
         "n/a" | "na" => Ok(None),
         "" => Err("answer every question (yes, partial, no or n/a)".into()),
-        other => Err(format!("“{other}” is not an answer; use yes, partial, no or n/a")),
+        other => Err(format!(
+            "“{other}” is not an answer; use yes, partial, no or n/a"
+        )),
     }
 }
 
@@ -89,7 +91,9 @@ pub async fn record(
         return Err(invalid("the assessment date is in the future".into()));
     }
     if input.notes.chars().count() > 10_000 {
-        return Err(invalid("the notes are longer than 10 000 characters".into()));
+        return Err(invalid(
+            "the notes are longer than 10 000 characters".into(),
+        ));
     }
     let questions = super::questions::list(conn, true).await?;
     let mut answers = Vec::new();
@@ -99,7 +103,9 @@ pub async fn record(
         let given = given.cloned().unwrap_or_default();
         let value = answer_value(&given.answer).map_err(|e| invalid(format!("{}: {e}", q.text)))?;
         if given.evidence.chars().count() > 2000 {
-            return Err(invalid("evidence is at most 2000 characters per answer".into()));
+            return Err(invalid(
+                "evidence is at most 2000 characters per answer".into(),
+            ));
         }
         if let Some(v) = value {
             earned += v * q.weight as f64;
@@ -125,8 +131,7 @@ pub async fn record(
     }
     if result != Outcome::PassWithConditions && !conditions.is_empty() {
         return Err(invalid(
-            "conditions belong to a pass with conditions; choose that result or remove them"
-                .into(),
+            "conditions belong to a pass with conditions; choose that result or remove them".into(),
         ));
     }
     let sequence = store::next_sequence(conn, "assessments", vendor_id).await?;
@@ -242,8 +247,12 @@ pub async fn close_condition(
         conn,
         now,
         meta,
-        AuditEvent::new(actor, "vendor.condition_done", format!("vendor:{vendor_id}"))
-            .detail("condition", condition_id),
+        AuditEvent::new(
+            actor,
+            "vendor.condition_done",
+            format!("vendor:{vendor_id}"),
+        )
+        .detail("condition", condition_id),
     )
     .await?;
     Ok(())

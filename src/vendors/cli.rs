@@ -147,7 +147,10 @@ pub async fn run(config: &Config, db: &Db, command: VendorsCommand) -> anyhow::R
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!("VND-{} {} ({})", vendor.number, vendor.name, vendor.legal_entity);
+                println!(
+                    "VND-{} {} ({})",
+                    vendor.number, vendor.name, vendor.legal_entity
+                );
                 println!("state:      {}", vendor.state.as_str());
                 println!("purpose:    {}", vendor.purpose);
                 println!("risk tier:  {}", vendor.risk_tier().as_str());

@@ -57,7 +57,9 @@ pub async fn upload(
         .ok_or(VendorError::NotFound)?;
     let version = input.version.trim();
     if version.is_empty() || version.chars().count() > 100 {
-        return Err(invalid("Give the DPA's version (1 to 100 characters).".into()));
+        return Err(invalid(
+            "Give the DPA's version (1 to 100 characters).".into(),
+        ));
     }
     if input.signed_at > now + MINUTE {
         return Err(invalid("The DPA cannot be signed in the future.".into()));
@@ -82,7 +84,10 @@ pub async fn upload(
         .put_sealed(&key, &file.bytes, vault.keyring, &aad(&key))
         .await
         .map_err(VendorError::Storage)?;
-    let saved = save(conn, settings, &vendor, &id, &key, &file, input, version, actor, meta, now).await;
+    let saved = save(
+        conn, settings, &vendor, &id, &key, &file, input, version, actor, meta, now,
+    )
+    .await;
     if saved.is_err()
         && let Err(cleanup) = vault.blobs.delete(&key).await
     {

@@ -153,7 +153,10 @@ pub async fn import_csv(
 mod tests {
     #[test]
     fn transfer_cells_split_into_mechanism_and_module() {
-        assert_eq!(super::split_mechanism("SCCs module 2"), ("sccs".into(), "2".into()));
+        assert_eq!(
+            super::split_mechanism("SCCs module 2"),
+            ("sccs".into(), "2".into())
+        );
         assert_eq!(super::split_mechanism("scc:3"), ("scc".into(), "3".into()));
         assert_eq!(super::split_mechanism(""), (String::new(), String::new()));
     }

@@ -154,9 +154,9 @@ fn apply(vendor: &mut Vendor, input: &VendorInput) -> Result<(), String> {
     vendor.name = text(&input.name, "name", 2, 200)?;
     vendor.legal_entity = text(&input.legal_entity, "legal entity", 2, 300)?;
     vendor.website = text(&input.website, "website", 0, 300)?;
-    if !vendor.website.is_empty()
-        && !(vendor.website.starts_with("https://") || vendor.website.starts_with("http://"))
-    {
+    let web_address =
+        vendor.website.starts_with("https://") || vendor.website.starts_with("http://");
+    if !vendor.website.is_empty() && !web_address {
         return Err("the website must start with https://".into());
     }
     vendor.purpose = text(&input.purpose, "service purpose", 3, 1000)?;
@@ -266,7 +266,9 @@ async fn check_parent(conn: &mut AnyConnection, vendor: &Vendor) -> Result<(), V
             ));
         }
         let parent = store::find(conn, &parent_id).await?.ok_or_else(|| {
-            VendorError::Invalid(format!("There is no vendor “{parent_id}” to be a sub-processor of."))
+            VendorError::Invalid(format!(
+                "There is no vendor “{parent_id}” to be a sub-processor of."
+            ))
         })?;
         next = parent.parent_id;
         hops += 1;
@@ -403,7 +405,10 @@ pub async fn gate(
             vendor.state.as_str()
         ));
     }
-    let latest = store::assessments(conn, &vendor.id).await?.into_iter().next();
+    let latest = store::assessments(conn, &vendor.id)
+        .await?
+        .into_iter()
+        .next();
     match latest {
         None => missing.push("a passed assessment: none is recorded".into()),
         Some(a) if !a.result.passed() => missing.push(format!(
@@ -421,9 +426,8 @@ pub async fn gate(
     }
     if vendor.handles_personal_data() {
         match store::dpas(conn, &vendor.id).await?.into_iter().next() {
-            None => missing.push(
-                "a signed DPA: the vendor handles personal data and none is on file".into(),
-            ),
+            None => missing
+                .push("a signed DPA: the vendor handles personal data and none is on file".into()),
             Some(d) if d.expires_at <= now => missing.push(format!(
                 "an unexpired DPA: version {} expired {}",
                 d.version,
@@ -625,9 +629,12 @@ pub async fn register_status(
             .filter(|m| !m.starts_with("approval") && !m.contains("customer notice"))
             .collect();
         if !problems.is_empty() {
-            status
-                .lapsed
-                .push(format!("VND-{} {}: {}", vendor.number, vendor.name, problems.join("; ")));
+            status.lapsed.push(format!(
+                "VND-{} {}: {}",
+                vendor.number,
+                vendor.name,
+                problems.join("; ")
+            ));
         }
     }
     Ok(status)

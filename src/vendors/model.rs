@@ -151,16 +151,15 @@ pub const ADEQUATE: [&str; 16] = [
 /// Parses a list of codes separated by commas, semicolons or `|`, each from `allowed`.
 fn code_list(raw: &str, allowed: &[&str], what: &str) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
-    for item in raw.split([',', ';', '|']).map(str::trim).filter(|s| !s.is_empty()) {
+    for item in raw
+        .split([',', ';', '|'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let code = allowed
             .iter()
             .find(|a| a.eq_ignore_ascii_case(item))
-            .ok_or_else(|| {
-                format!(
-                    "“{item}” is not a known {what}; use {}",
-                    allowed.join(", ")
-                )
-            })?;
+            .ok_or_else(|| format!("“{item}” is not a known {what}; use {}", allowed.join(", ")))?;
         if !out.iter().any(|c| c == code) {
             out.push((*code).to_owned());
         }
@@ -192,7 +191,11 @@ pub fn data_subjects(raw: &str) -> Result<Vec<String>, String> {
 /// Two-letter ISO 3166 country codes, upper case, at least one.
 pub fn locations(raw: &str) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
-    for item in raw.split([',', ';', '|', ' ']).map(str::trim).filter(|s| !s.is_empty()) {
+    for item in raw
+        .split([',', ';', '|', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         if item.len() != 2 || !item.bytes().all(|b| b.is_ascii_alphabetic()) {
             return Err(format!(
                 "“{item}” is not a two-letter country code such as DE or US"
@@ -316,7 +319,12 @@ impl RiskTier {
         RiskTier::ALL
             .into_iter()
             .find(|t| t.as_str().eq_ignore_ascii_case(raw.trim()))
-            .ok_or_else(|| format!("“{}” is not a risk tier; use high, medium or low", raw.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "“{}” is not a risk tier; use high, medium or low",
+                    raw.trim()
+                )
+            })
     }
 
     /// Special-category data, or personal data with access to production content: high.

@@ -130,6 +130,7 @@ struct MessageHtml<'a> {
 }
 
 /// Queues one email rendered from the shared vendor templates.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn send(
     conn: &mut AnyConnection,
     to: &str,
@@ -194,7 +195,10 @@ pub async fn announce(
     );
     let change_id = record_change(conn, vendor, ChangeKind::Planned, &summary, now).await?;
     let lines = vec![
-        format!("We plan to add {} ({}) as a sub-processor.", vendor.name, vendor.legal_entity),
+        format!(
+            "We plan to add {} ({}) as a sub-processor.",
+            vendor.name, vendor.legal_entity
+        ),
         format!("Purpose: {}", vendor.purpose),
         format!("Processing location: {}", vendor.locations.join(", ")),
         format!(
@@ -232,7 +236,12 @@ pub async fn announce(
         }
         let footer = format!(
             "Unsubscribe: {}",
-            link_for(settings, settings_keyring(settings), "unsubscribe", &subscriber_id)
+            link_for(
+                settings,
+                settings_keyring(settings),
+                "unsubscribe",
+                &subscriber_id
+            )
         );
         send(
             conn,
@@ -338,7 +347,10 @@ async fn find_by_email(
     conn: &mut AnyConnection,
     email: &str,
 ) -> Result<Option<Subscriber>, sqlx::Error> {
-    Ok(subscribers_where(conn, "email = $1", email).await?.into_iter().next())
+    Ok(subscribers_where(conn, "email = $1", email)
+        .await?
+        .into_iter()
+        .next())
 }
 
 async fn subscribers_where(
@@ -411,9 +423,11 @@ pub async fn subscribe(
         conn,
         &email,
         "Confirm your sub-processor change notices",
-        &["Someone (hopefully you) asked to be emailed when our list of sub-processors \
+        &[
+            "Someone (hopefully you) asked to be emailed when our list of sub-processors \
            changes. Open the link to confirm; if it was not you, ignore this email."
-            .to_owned()],
+                .to_owned(),
+        ],
         &link,
         "",
         &format!("vendor-subscriber:{id}"),
@@ -424,7 +438,11 @@ pub async fn subscribe(
         conn,
         now,
         meta,
-        AuditEvent::new("public", "vendor.subscribe", format!("vendor-subscriber:{id}")),
+        AuditEvent::new(
+            "public",
+            "vendor.subscribe",
+            format!("vendor-subscriber:{id}"),
+        ),
     )
     .await?;
     Ok(())
@@ -526,8 +544,12 @@ pub async fn subscribe_customer(
         conn,
         now,
         meta,
-        AuditEvent::new(actor, "vendor.subscribe_customer", format!("vendor-subscriber:{id}"))
-            .detail("customer", customer_id),
+        AuditEvent::new(
+            actor,
+            "vendor.subscribe_customer",
+            format!("vendor-subscriber:{id}"),
+        )
+        .detail("customer", customer_id),
     )
     .await?;
     Ok(email)

@@ -158,10 +158,9 @@ async fn vendor_list_get(
 /// "planned from 2027-02-14" for a vendor in its notice period that is not active yet.
 pub(crate) fn planned_from(v: &Vendor) -> String {
     match (v.state, v.notice_ends_at) {
-        (
-            model::State::Proposed | model::State::Assessing | model::State::Approved,
-            Some(ends),
-        ) => super::notice::day(ends),
+        (model::State::Proposed | model::State::Assessing | model::State::Approved, Some(ends)) => {
+            super::notice::day(ends)
+        }
         _ => String::new(),
     }
 }
@@ -226,7 +225,10 @@ async fn form_page(
     })
 }
 
-async fn vendor_new_get(State(state): State<AppState>, visitor: Visitor) -> AppResult<Html<String>> {
+async fn vendor_new_get(
+    State(state): State<AppState>,
+    visitor: Visitor,
+) -> AppResult<Html<String>> {
     let input = VendorInput {
         owner_email: visitor.session()?.email.clone(),
         locations: "DE".into(),
@@ -356,7 +358,9 @@ async fn vendor_edit_get(
 ) -> AppResult<Html<String>> {
     let vendor = {
         let mut conn = state.db.pool.acquire().await?;
-        store::find(&mut conn, &id).await?.ok_or(AppError::NotFound)?
+        store::find(&mut conn, &id)
+            .await?
+            .ok_or(AppError::NotFound)?
     };
     form_page(
         &state,

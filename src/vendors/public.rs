@@ -29,8 +29,16 @@ pub fn routes() -> Vec<PortalRoute> {
             Access::PublicForm,
             subscribe_post,
         ),
-        PortalRoute::get("/trust/subprocessors/confirm", Access::PublicForm, confirm_get),
-        PortalRoute::post("/trust/subprocessors/confirm", Access::PublicForm, confirm_post),
+        PortalRoute::get(
+            "/trust/subprocessors/confirm",
+            Access::PublicForm,
+            confirm_get,
+        ),
+        PortalRoute::post(
+            "/trust/subprocessors/confirm",
+            Access::PublicForm,
+            confirm_post,
+        ),
         PortalRoute::get(
             "/trust/subprocessors/unsubscribe",
             Access::PublicForm,
@@ -44,14 +52,14 @@ pub fn routes() -> Vec<PortalRoute> {
     ]
 }
 
-/// `Err(429 response)` when this client network has used up its requests.
-fn limit(state: &AppState, visitor: &Visitor) -> Result<(), Response> {
+/// The 429 response when this client network has used up its requests.
+fn limited(state: &AppState, visitor: &Visitor) -> Option<Response> {
     let network = visitor
         .ctx
         .client_ip
         .as_deref()
         .and_then(ClientNetwork::parse);
-    state.trust_limiter.check(network).map_err(|wait| {
+    state.trust_limiter.check(network).err().map(|wait| {
         let mut response = (
             StatusCode::TOO_MANY_REQUESTS,
             Html(format!(
@@ -120,7 +128,7 @@ struct ListPage {
 }
 
 async fn list_get(State(state): State<AppState>, visitor: Visitor) -> AppResult<Response> {
-    if let Err(limited) = limit(&state, &visitor) {
+    if let Some(limited) = limited(&state, &visitor) {
         return Ok(limited);
     }
     let mut conn = state.db.pool.acquire().await?;
@@ -133,7 +141,7 @@ async fn list_get(State(state): State<AppState>, visitor: Visitor) -> AppResult<
 }
 
 async fn json_get(State(state): State<AppState>, visitor: Visitor) -> AppResult<Response> {
-    if let Err(limited) = limit(&state, &visitor) {
+    if let Some(limited) = limited(&state, &visitor) {
         return Ok(limited);
     }
     let mut conn = state.db.pool.acquire().await?;
@@ -163,7 +171,7 @@ fn rfc3339(at: crate::clock::Millis) -> String {
 }
 
 async fn atom_get(State(state): State<AppState>, visitor: Visitor) -> AppResult<Response> {
-    if let Err(limited) = limit(&state, &visitor) {
+    if let Some(limited) = limited(&state, &visitor) {
         return Ok(limited);
     }
     let mut conn = state.db.pool.acquire().await?;
@@ -236,7 +244,7 @@ async fn subscribe_post(
     visitor: Visitor,
     Form(form): Form<SubscribeForm>,
 ) -> AppResult<Response> {
-    if let Err(limited) = limit(&state, &visitor) {
+    if let Some(limited) = limited(&state, &visitor) {
         return Ok(limited);
     }
     let mut tx = state.db.begin().await?;
@@ -289,7 +297,7 @@ async fn confirm_get(
     visitor: Visitor,
     Query(q): Query<LinkQuery>,
 ) -> AppResult<Response> {
-    if let Err(limited) = limit(&state, &visitor) {
+    if let Some(limited) = limited(&state, &visitor) {
         return Ok(limited);
     }
     link_page(&visitor, "confirm", &q)
@@ -300,7 +308,7 @@ async fn unsubscribe_get(
     visitor: Visitor,
     Query(q): Query<LinkQuery>,
 ) -> AppResult<Response> {
-    if let Err(limited) = limit(&state, &visitor) {
+    if let Some(limited) = limited(&state, &visitor) {
         return Ok(limited);
     }
     link_page(&visitor, "unsubscribe", &q)
@@ -312,7 +320,7 @@ async fn follow(
     purpose: &str,
     q: &LinkQuery,
 ) -> AppResult<Response> {
-    if let Err(limited) = limit(state, visitor) {
+    if let Some(limited) = limited(state, visitor) {
         return Ok(limited);
     }
     let mut tx = state.db.begin().await?;

@@ -18,7 +18,10 @@ pub struct Question {
 }
 
 /// Every question, active ones first, by position.
-pub async fn list(conn: &mut AnyConnection, active_only: bool) -> Result<Vec<Question>, sqlx::Error> {
+pub async fn list(
+    conn: &mut AnyConnection,
+    active_only: bool,
+) -> Result<Vec<Question>, sqlx::Error> {
     let filter = if active_only { "WHERE active = 1" } else { "" };
     sqlx::query(&format!(
         "SELECT id, position, text, weight, active FROM vendor_questions {filter} \
@@ -62,10 +65,11 @@ pub async fn add(
     now: Millis,
 ) -> Result<String, VendorError> {
     check(text, weight)?;
-    let position: i32 =
-        sqlx::query_scalar("SELECT CAST(COALESCE(MAX(position), 0) + 1 AS INTEGER) FROM vendor_questions")
-            .fetch_one(&mut *conn)
-            .await?;
+    let position: i32 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(MAX(position), 0) + 1 AS INTEGER) FROM vendor_questions",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     let id = format!("q-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     sqlx::query(
         "INSERT INTO vendor_questions (id, position, text, weight, active, created_at, updated_at) \
@@ -82,8 +86,12 @@ pub async fn add(
         conn,
         now,
         meta,
-        AuditEvent::new(actor, "vendor.question_add", format!("vendor-question:{id}"))
-            .detail("weight", weight),
+        AuditEvent::new(
+            actor,
+            "vendor.question_add",
+            format!("vendor-question:{id}"),
+        )
+        .detail("weight", weight),
     )
     .await?;
     Ok(id)
@@ -120,9 +128,13 @@ pub async fn edit(
         conn,
         now,
         meta,
-        AuditEvent::new(actor, "vendor.question_edit", format!("vendor-question:{id}"))
-            .detail("weight", weight)
-            .detail("active", active),
+        AuditEvent::new(
+            actor,
+            "vendor.question_edit",
+            format!("vendor-question:{id}"),
+        )
+        .detail("weight", weight)
+        .detail("active", active),
     )
     .await?;
     Ok(())

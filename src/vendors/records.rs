@@ -107,7 +107,8 @@ struct DetailPage {
     assessments: Vec<AssessmentView>,
     conditions: Vec<(String, String, String, String, bool)>,
     dpas: Vec<DpaView>,
-    clocks: Vec<crate::sla::pages::Countdown>,
+    /// (clock name, countdown) of the clocks still running.
+    clocks: Vec<(String, crate::sla::pages::Countdown)>,
     clock_rows: Vec<(String, String, String)>,
     changes: Vec<(String, String, String)>,
     objections: Vec<(String, String, String, String)>,
@@ -183,7 +184,13 @@ pub(crate) async fn vendor_detail_get(
                 notice::day(c.due_at),
                 c.done_at
                     .map(|d| format!("done {} by {}", format_ms(d), c.done_by.unwrap_or_default()))
-                    .unwrap_or_else(|| if overdue { "overdue".into() } else { "open".into() }),
+                    .unwrap_or_else(|| {
+                        if overdue {
+                            "overdue".into()
+                        } else {
+                            "open".into()
+                        }
+                    }),
                 c.done_at.is_none(),
             )
         })
@@ -216,7 +223,7 @@ pub(crate) async fn vendor_detail_get(
     let countdowns = clocks
         .iter()
         .filter(|c| c.stopped_at.is_none())
-        .map(|c| crate::sla::pages::Countdown::of(c, now))
+        .map(|c| (c.name.clone(), crate::sla::pages::Countdown::of(c, now)))
         .collect();
     let changes = notice::changes_of(&mut conn, &id)
         .await?
@@ -338,7 +345,10 @@ async fn assess_get(
         tier: v.risk_tier().as_str(),
         months: state.config.vendor_reassessment_months[v.risk_tier().index()],
         questions,
-        results: Outcome::ALL.iter().map(|o| (o.as_str(), o.label())).collect(),
+        results: Outcome::ALL
+            .iter()
+            .map(|o| (o.as_str(), o.label()))
+            .collect(),
     })
 }
 
@@ -491,14 +501,24 @@ async fn dpa_download_get(
         &mut conn,
         state.now(),
         &visitor.ctx.meta(),
-        AuditEvent::new(visitor.actor(), "vendor.dpa_download", format!("vendor:{id}"))
-            .detail("dpa", dpa.id.as_str()),
+        AuditEvent::new(
+            visitor.actor(),
+            "vendor.dpa_download",
+            format!("vendor:{id}"),
+        )
+        .detail("dpa", dpa.id.as_str()),
     )
     .await?;
-    let disposition = format!("attachment; filename=\"{}\"", dpa.file_name.replace(['"', '\\'], ""));
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        dpa.file_name.replace(['"', '\\'], "")
+    );
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/pdf"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/pdf"),
+    );
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }

@@ -75,7 +75,11 @@ pub async fn run(
                 sla::format::span(left)
             );
             let lines = vec![
-                format!("Due {} ({} days' notice).", format_ms(clock.due_at), nearest),
+                format!(
+                    "Due {} ({} days' notice).",
+                    format_ms(clock.due_at),
+                    nearest
+                ),
                 "Compliance staff are told when the deadline passes.".to_owned(),
             ];
             let link = format!("{public_url}{}", clock.link_path);

@@ -296,9 +296,7 @@ pub async fn public(conn: &mut AnyConnection) -> Result<Vec<Vendor>, sqlx::Error
 }
 
 /// Vendors per state, for the dashboard.
-pub async fn counts_by_state(
-    conn: &mut AnyConnection,
-) -> Result<Vec<(String, i64)>, sqlx::Error> {
+pub async fn counts_by_state(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query("SELECT state, COUNT(*) AS n FROM vendors GROUP BY state")
         .fetch_all(conn)
         .await?
@@ -427,7 +425,11 @@ pub struct Condition {
     pub done_by: Option<String>,
 }
 
-pub async fn insert_condition(conn: &mut AnyConnection, c: &Condition, now: Millis) -> Result<(), sqlx::Error> {
+pub async fn insert_condition(
+    conn: &mut AnyConnection,
+    c: &Condition,
+    now: Millis,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO vendor_conditions (id, assessment_id, vendor_id, text, due_at, done_at, \
            done_by, created_at) VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6)",
@@ -569,12 +571,14 @@ pub async fn dpas(conn: &mut AnyConnection, vendor_id: &str) -> Result<Vec<Dpa>,
 }
 
 pub async fn find_dpa(conn: &mut AnyConnection, id: &str) -> Result<Option<Dpa>, sqlx::Error> {
-    sqlx::query(&format!("SELECT {DPA_COLUMNS} FROM vendor_dpas WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .map(|r| Dpa::from_row(&r))
-        .transpose()
+    sqlx::query(&format!(
+        "SELECT {DPA_COLUMNS} FROM vendor_dpas WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .map(|r| Dpa::from_row(&r))
+    .transpose()
 }
 
 /// Which of `keys` belong to a DPA; the orphan sweep must keep those.

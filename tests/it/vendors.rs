@@ -212,7 +212,11 @@ async fn the_store_gate_refuses_without_a_passed_valid_assessment_a_dpa_or_the_n
 
     upload_dpa(&app, &vendor.id, app.state.now() + 400 * DAY).await;
     let ends = find(&app, &vendor.id).await.notice_ends_at.unwrap();
-    assert_eq!(ends, vendor.created_at + 30 * DAY, "30-day notice by default");
+    assert_eq!(
+        ends,
+        vendor.created_at + 30 * DAY,
+        "30-day notice by default"
+    );
     app.clock.set(ends - 1);
     let missing = refused(&activate(&app, &vendor.id).await);
     assert_eq!(missing.lines().count(), 1, "{missing}");
@@ -264,10 +268,7 @@ async fn a_vendor_outside_the_eea_needs_a_transfer_mechanism_to_go_live(backend:
     upload_dpa(&app, &vendor.id, app.state.now() + 400 * DAY).await;
     app.clock.advance(31 * DAY);
     let missing = refused(&activate(&app, &vendor.id).await);
-    assert!(
-        missing.contains("transfer mechanism for US"),
-        "{missing}"
-    );
+    assert!(missing.contains("transfer mechanism for US"), "{missing}");
     assert_eq!(missing.lines().count(), 1, "{missing}");
 }
 both_backends!(a_vendor_outside_the_eea_needs_a_transfer_mechanism_to_go_live);
@@ -394,7 +395,10 @@ async fn a_biometric_us_vendor_goes_live_only_after_assessment_dpa_sccs_and_the_
         .text()
         .await
         .unwrap();
-    assert!(html.contains(&format!("planned from {planned_from}")), "{html}");
+    assert!(
+        html.contains(&format!("planned from {planned_from}")),
+        "{html}"
+    );
     let json: serde_json::Value = app
         .get(&public, "/trust/subprocessors.json")
         .await
@@ -549,7 +553,10 @@ async fn a_biometric_us_vendor_goes_live_only_after_assessment_dpa_sccs_and_the_
         .text()
         .await
         .unwrap();
-    assert!(html.contains(r#"data-subprocessor="FaceCloud" data-status="active""#), "{html}");
+    assert!(
+        html.contains(r#"data-subprocessor="FaceCloud" data-status="active""#),
+        "{html}"
+    );
     assert!(html.contains("Standard contractual clauses (module 2)"));
     let json: serde_json::Value = app
         .get(&public, "/trust/subprocessors.json")
@@ -605,9 +612,7 @@ async fn outbox_count(app: &TestApp, to: &str, subject_like: &str) -> i64 {
         .get::<i64, _>(0)
 }
 
-async fn reassessment_and_dpa_clocks_remind_60_30_and_7_days_before_and_escalate(
-    backend: Backend,
-) {
+async fn reassessment_and_dpa_clocks_remind_60_30_and_7_days_before_and_escalate(backend: Backend) {
     let app = spawn_app(backend).await;
     app.create_staff("compliance-lead@example.com", &[Role::Compliance], true)
         .await;
@@ -633,7 +638,11 @@ async fn reassessment_and_dpa_clocks_remind_60_30_and_7_days_before_and_escalate
     assess(&app, &vendor.id, "pass", start).await;
 
     run_job(&app, "vendor_reminders").await;
-    assert_eq!(outbox_count(&app, owner, "Reminder").await, 0, "90 days left");
+    assert_eq!(
+        outbox_count(&app, owner, "Reminder").await,
+        0,
+        "90 days left"
+    );
 
     app.clock.set(dpa_expires - 60 * DAY - 1);
     run_job(&app, "vendor_reminders").await;
@@ -670,7 +679,7 @@ async fn reassessment_and_dpa_clocks_remind_60_30_and_7_days_before_and_escalate
 
     // The reassessment clock (medium risk: 24 months) reminds and escalates the same way.
     let clocks = trustplane::sla::for_subject(
-        &mut *app.state.db.pool.acquire().await.unwrap(),
+        &mut app.state.db.pool.acquire().await.unwrap(),
         &vendors::subject(&vendor.id),
     )
     .await
@@ -693,7 +702,12 @@ async fn reassessment_and_dpa_clocks_remind_60_30_and_7_days_before_and_escalate
     app.clock.set(reassessment.due_at + MINUTE);
     run_job(&app, "sla_watch").await;
     assert_eq!(
-        outbox_count(&app, "compliance-lead@example.com", "SLA breached: Reassess").await,
+        outbox_count(
+            &app,
+            "compliance-lead@example.com",
+            "SLA breached: Reassess"
+        )
+        .await,
         1
     );
 }
@@ -805,7 +819,10 @@ async fn the_public_list_and_feed_show_exactly_active_and_planned_customer_data_
     // The list no longer shows a vendor dropped before going live; the feed says so.
     assert!(!html.contains("DroppedCo"));
     assert!(!json.to_string().contains("DroppedCo"));
-    assert!(atom.contains("DroppedCo will not become a sub-processor"), "{atom}");
+    assert!(
+        atom.contains("DroppedCo will not become a sub-processor"),
+        "{atom}"
+    );
 }
 both_backends!(the_public_list_and_feed_show_exactly_active_and_planned_customer_data_vendors);
 
@@ -842,7 +859,8 @@ async fn the_cli_imports_all_or_nothing_and_activation_fails_with_what_is_missin
             .output()
             .expect("run trustplane")
     };
-    let header = "name,legal_entity,purpose,data_categories,locations,transfer_mechanism,risk_tier\n";
+    let header =
+        "name,legal_entity,purpose,data_categories,locations,transfer_mechanism,risk_tier\n";
     let bad = app.dir.path().join("bad.csv");
     std::fs::write(
         &bad,
@@ -852,7 +870,14 @@ async fn the_cli_imports_all_or_nothing_and_activation_fails_with_what_is_missin
         ),
     )
     .unwrap();
-    let out = run(&["vendors", "import", "--csv", bad.to_str().unwrap(), "--owner", "o@example.com"]);
+    let out = run(&[
+        "vendors",
+        "import",
+        "--csv",
+        bad.to_str().unwrap(),
+        "--owner",
+        "o@example.com",
+    ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("row 3"), "{stderr}");
@@ -868,13 +893,27 @@ async fn the_cli_imports_all_or_nothing_and_activation_fails_with_what_is_missin
         ),
     )
     .unwrap();
-    let out = run(&["vendors", "import", "--csv", good.to_str().unwrap(), "--owner", "o@example.com"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "vendors",
+        "import",
+        "--csv",
+        good.to_str().unwrap(),
+        "--owner",
+        "o@example.com",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listed = run(&["vendors", "list", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
     assert_eq!(listed[0]["state"], "proposed");
-    assert_eq!(listed[0]["transfer"], "Standard contractual clauses (module 2)");
+    assert_eq!(
+        listed[0]["transfer"],
+        "Standard contractual clauses (module 2)"
+    );
     // The spreadsheet's tier overrides the derived one, with a reason.
     assert_eq!(listed[1]["risk_tier"], "low");
 
@@ -898,3 +937,237 @@ async fn the_cli_imports_all_or_nothing_and_activation_fails_with_what_is_missin
     assert_eq!(shown["risk_tier"], "high");
 }
 both_backends!(the_cli_imports_all_or_nothing_and_activation_fails_with_what_is_missing);
+
+async fn the_register_pages_filter_search_and_confirm_before_ending_a_vendor(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (compliance, _) = app.logged_in_as(Role::Compliance).await;
+    let empty = app.get(&compliance, "/vendors").await.text().await.unwrap();
+    assert!(empty.contains("The register is empty"), "{empty}");
+
+    let face = create(&app, &biometric_us("FaceCloud")).await;
+    let mut mailer = biometric_us("Mailer");
+    mailer.data_categories = "contact".into();
+    mailer.locations = "DE".into();
+    mailer.purpose = "Transactional email".into();
+    let mailer = create(&app, &mailer).await;
+    for n in 0..26 {
+        let mut other = biometric_us(&format!("Tool {n:02}"));
+        other.data_categories = String::new();
+        other.data_subjects = String::new();
+        other.locations = "FR".into();
+        create(&app, &other).await;
+    }
+
+    let found = app
+        .get(&compliance, "/vendors?q=transactional")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        found.contains("Mailer") && !found.contains("FaceCloud"),
+        "{found}"
+    );
+    let special = app
+        .get(&compliance, "/vendors?special=1")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(special.contains("FaceCloud") && !special.contains("Mailer"));
+    let none = app
+        .get(&compliance, "/vendors?state=active")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(none.contains("No vendor matches"), "{none}");
+    let first = app.get(&compliance, "/vendors").await.text().await.unwrap();
+    assert!(first.contains("page 1 of 2 · 28 vendors"), "{first}");
+    assert!(first.contains("Next »"));
+    let bad = app.get(&compliance, "/vendors?state=live").await;
+    assert_eq!(bad.status(), 400);
+
+    // A pass with conditions tracks them; the detail page shows the gate and the clock.
+    let state = &app.state;
+    let settings = VendorSettings::new(&state.config, &state.sla_calendar, &state.keyring);
+    let mut conn = state.db.pool.acquire().await.unwrap();
+    let questions = vendors::questions::list(&mut conn, true).await.unwrap();
+    drop(conn);
+    let mut tx = state.db.begin().await.unwrap();
+    let missing_conditions = vendors::assess::record(
+        &mut tx,
+        &settings,
+        &face.id,
+        &AssessmentInput {
+            answers: questions
+                .iter()
+                .map(|q| AnswerInput {
+                    question_id: q.id.clone(),
+                    answer: "partial".into(),
+                    evidence: String::new(),
+                })
+                .collect(),
+            result: "pass_with_conditions".into(),
+            assessed_at: state.now(),
+            ..Default::default()
+        },
+        "test",
+        &RequestMeta::default(),
+        state.now(),
+    )
+    .await;
+    assert!(missing_conditions.is_err(), "conditions are required");
+    drop(tx);
+    let mut tx = state.db.begin().await.unwrap();
+    let assessment = vendors::assess::record(
+        &mut tx,
+        &settings,
+        &face.id,
+        &AssessmentInput {
+            answers: questions
+                .iter()
+                .map(|q| AnswerInput {
+                    question_id: q.id.clone(),
+                    answer: "partial".into(),
+                    evidence: String::new(),
+                })
+                .collect(),
+            result: "pass_with_conditions".into(),
+            assessed_at: state.now(),
+            conditions: "Enable SSO for our tenant | 2027-03-31".into(),
+            ..Default::default()
+        },
+        "test",
+        &RequestMeta::default(),
+        state.now(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(assessment.score, 50.0);
+    let path = format!("/vendors/{}", face.id);
+    let detail = app.get(&compliance, &path).await.text().await.unwrap();
+    assert!(detail.contains(r#"data-gate="closed""#), "{detail}");
+    assert!(detail.contains("Enable SSO for our tenant"));
+    assert!(detail.contains("pass with conditions"));
+    assert!(
+        detail.contains(r#"data-clock="reassessment_1""#),
+        "{detail}"
+    );
+    let condition_id: String = {
+        use sqlx::Row;
+        sqlx::query("SELECT id FROM vendor_conditions")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let done = app
+        .post(
+            &compliance,
+            &format!("{path}/conditions/{condition_id}/done"),
+            &[("csrf", &csrf_of(&detail))],
+        )
+        .await;
+    assert_eq!(done.status(), 303);
+
+    // Retiring needs the confirmation box.
+    let unconfirmed = app
+        .post(
+            &compliance,
+            &format!("/vendors/{}/state", mailer.id),
+            &[
+                ("csrf", &csrf_of(&detail)),
+                ("version", &mailer.version.to_string()),
+                ("state", "retired"),
+            ],
+        )
+        .await;
+    assert_eq!(unconfirmed.status(), 400);
+    assert_eq!(find(&app, &mailer.id).await.state.as_str(), "proposed");
+    let confirmed = app
+        .post(
+            &compliance,
+            &format!("/vendors/{}/state", mailer.id),
+            &[
+                ("csrf", &csrf_of(&detail)),
+                ("version", &mailer.version.to_string()),
+                ("state", "retired"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(confirmed.status(), 303);
+    assert_eq!(find(&app, &mailer.id).await.state.as_str(), "retired");
+
+    // The questionnaire is editable; customers are subscribed by their record's email.
+    let added = app
+        .submit(
+            &compliance,
+            "/vendors/questions",
+            "/vendors/questions",
+            &[("text", "Runs an annual penetration test"), ("weight", "2")],
+        )
+        .await;
+    assert_eq!(added.status(), 303);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM vendor_questions WHERE active = 1")
+            .await,
+        7
+    );
+    let customer = app.create_customer("Acme", "live", 30).await;
+    let subscribed = app
+        .submit(
+            &compliance,
+            "/vendors/subscribers",
+            "/vendors/subscribers",
+            &[("customer_id", &customer)],
+        )
+        .await;
+    assert_eq!(subscribed.status(), 303);
+    let list = app
+        .get(&compliance, "/vendors/subscribers")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("ops@customer.example") && list.contains("customer record"));
+
+    // An objection is recorded against the change it concerns.
+    let change_id: String = {
+        use sqlx::Row;
+        sqlx::query("SELECT id FROM vendor_changes WHERE vendor_id = $1")
+            .bind(&face.id)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let objected = app
+        .submit(
+            &compliance,
+            &path,
+            &format!("{path}/objections"),
+            &[
+                ("change_id", &change_id),
+                ("customer_id", &customer),
+                ("contact", "dpo@acme.example"),
+                ("reason", "No biometric data to the US, please"),
+            ],
+        )
+        .await;
+    assert_eq!(objected.status(), 303);
+    let detail = app.get(&compliance, &path).await.text().await.unwrap();
+    assert!(detail.contains("No biometric data to the US"));
+
+    // Auditors read the register but get no forms.
+    let (auditor, _) = app.logged_in_as(Role::Auditor).await;
+    let read = app.get(&auditor, &path).await.text().await.unwrap();
+    assert!(read.contains("FaceCloud"));
+    assert!(!read.contains("/activate") && !read.contains("Upload DPA"));
+    let dashboard = app.get(&compliance, "/").await.text().await.unwrap();
+    assert!(dashboard.contains(r#"data-control="VND""#), "{dashboard}");
+    assert!(!dashboard.contains("Assessment and DPA gate before onboarding"));
+}
+both_backends!(the_register_pages_filter_search_and_confirm_before_ending_a_vendor);
