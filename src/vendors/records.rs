@@ -517,7 +517,7 @@ async fn dpa_download_get(
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/pdf"),
+        HeaderValue::from_static("application/octet-stream"),
     );
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, value);

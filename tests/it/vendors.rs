@@ -211,6 +211,28 @@ async fn the_store_gate_refuses_without_a_passed_valid_assessment_a_dpa_or_the_n
     assert!(missing.contains("signed DPA"), "{missing}");
 
     upload_dpa(&app, &vendor.id, app.state.now() + 400 * DAY).await;
+    // The orphan sweep keeps DPA documents: they belong to a record.
+    app.clock.advance(20 * MINUTE);
+    run_job(&app, "retention_purge").await;
+    let dpa_id: String = {
+        use sqlx::Row;
+        sqlx::query("SELECT id FROM vendor_dpas")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let (_, document) = vendors::dpa::document(
+        &mut app.state.db.pool.acquire().await.unwrap(),
+        DpaVault {
+            blobs: &app.state.blobs,
+            keyring: &app.state.keyring,
+        },
+        &dpa_id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(document, PDF);
     let ends = find(&app, &vendor.id).await.notice_ends_at.unwrap();
     assert_eq!(
         ends,
