@@ -419,67 +419,7 @@ impl Outcome {
     }
 }
 
-/// Largest DPA accepted.
-pub const MAX_DPA_BYTES: usize = 10 * 1024 * 1024;
-
-/// A DPA document that is a PDF by its content (the `%PDF-` signature at the start and an
-/// end-of-file marker near the end), not by its name or declared type.
-#[derive(Clone)]
-pub struct DpaFile {
-    pub name: String,
-    pub bytes: Vec<u8>,
-    pub sha256: String,
-}
-
-impl std::fmt::Debug for DpaFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DpaFile")
-            .field("name", &self.name)
-            .field("bytes", &self.bytes.len())
-            .field("sha256", &self.sha256)
-            .finish()
-    }
-}
-
-impl DpaFile {
-    pub fn new(name: &str, bytes: Vec<u8>) -> Result<Self, String> {
-        if bytes.is_empty() {
-            return Err("Choose the signed DPA (a PDF file).".into());
-        }
-        if bytes.len() > MAX_DPA_BYTES {
-            return Err(format!(
-                "The DPA is larger than {} MiB.",
-                MAX_DPA_BYTES / (1024 * 1024)
-            ));
-        }
-        let tail = &bytes[bytes.len().saturating_sub(1024)..];
-        let has_eof = tail.windows(5).any(|w| w == b"%%EOF");
-        if !bytes.starts_with(b"%PDF-") || !has_eof {
-            return Err(
-                "The DPA must be a PDF document; this file is not one (whatever its name says)."
-                    .into(),
-            );
-        }
-        let name: String = name
-            .rsplit(['/', '\\'])
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .filter(|c| !c.is_control() && *c != '"')
-            .take(200)
-            .collect();
-        let name = if name.trim().is_empty() {
-            "dpa.pdf".to_owned()
-        } else {
-            name.trim().to_owned()
-        };
-        Ok(Self {
-            sha256: crate::crypto::sha256_hex(&bytes),
-            name,
-            bytes,
-        })
-    }
-}
+pub use super::dpa::{DpaFile, MAX_DPA_BYTES};
 
 #[cfg(test)]
 mod tests {

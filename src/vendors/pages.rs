@@ -466,7 +466,7 @@ async fn vendor_activate_post(
     }
 }
 
-pub(crate) use super::records::vendor_detail_get;
+use super::detail::vendor_detail_get;
 
 /// Dates as the pages show them.
 pub(crate) fn when(at: Option<crate::clock::Millis>) -> String {
