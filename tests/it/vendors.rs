@@ -1193,3 +1193,94 @@ async fn the_register_pages_filter_search_and_confirm_before_ending_a_vendor(bac
     assert!(!dashboard.contains("Assessment and DPA gate before onboarding"));
 }
 both_backends!(the_register_pages_filter_search_and_confirm_before_ending_a_vendor);
+
+async fn only_confirmed_subscribers_get_notices_and_forged_links_do_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let public = app.client();
+    for email in ["confirmed@customer.example", "silent@customer.example"] {
+        let page = app
+            .get(&public, "/trust/subprocessors")
+            .await
+            .text()
+            .await
+            .unwrap();
+        let response = app
+            .post(
+                &public,
+                "/trust/subprocessors/subscribe",
+                &[("csrf", &csrf_of(&page)), ("email", email)],
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let id_of = |email: &'static str| {
+        let pool = app.state.db.pool.clone();
+        async move {
+            use sqlx::Row;
+            sqlx::query("SELECT id FROM vendor_subscribers WHERE email = $1")
+                .bind(email)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get::<String, _>(0)
+        }
+    };
+    let confirmed = id_of("confirmed@customer.example").await;
+    let silent = id_of("silent@customer.example").await;
+    let follow = |purpose: &'static str, id: String, token: String| {
+        let app = &app;
+        let public = &public;
+        async move {
+            let page = app
+                .get(
+                    public,
+                    &format!("/trust/subprocessors/{purpose}?s={id}&t={token}"),
+                )
+                .await
+                .text()
+                .await
+                .unwrap();
+            app.post(
+                public,
+                &format!("/trust/subprocessors/{purpose}"),
+                &[("csrf", &csrf_of(&page)), ("s", &id), ("t", &token)],
+            )
+            .await
+            .status()
+        }
+    };
+    // A link signed for one subscriber does not confirm another.
+    let token = vendors::notice::link_token(&app.state.keyring, "confirm", &confirmed);
+    assert_eq!(follow("confirm", silent.clone(), token.clone()).await, 400);
+    assert_eq!(follow("confirm", confirmed.clone(), token).await, 200);
+
+    create(&app, &biometric_us("FaceCloud")).await;
+    assert_eq!(
+        outbox_count(
+            &app,
+            "confirmed@customer.example",
+            "New sub-processor planned"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        outbox_count(&app, "silent@customer.example", "New sub-processor planned").await,
+        0
+    );
+
+    // After unsubscribing, the next notice does not go out.
+    let token = vendors::notice::link_token(&app.state.keyring, "unsubscribe", &confirmed);
+    assert_eq!(follow("unsubscribe", confirmed.clone(), token).await, 200);
+    create(&app, &biometric_us("OtherCloud")).await;
+    assert_eq!(
+        outbox_count(
+            &app,
+            "confirmed@customer.example",
+            "New sub-processor planned"
+        )
+        .await,
+        1
+    );
+}
+both_backends!(only_confirmed_subscribers_get_notices_and_forged_links_do_nothing);
