@@ -57,6 +57,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::findings::cli::FindingsCommand,
     },
+    /// Sub-processors: import a register CSV, list, show, activate through the gate.
+    Vendors {
+        #[command(subcommand)]
+        command: crate::vendors::cli::VendorsCommand,
+    },
     /// Incidents: open, list, show.
     Incidents {
         #[command(subcommand)]
@@ -303,6 +308,12 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             let result = crate::findings::cli::run(&config, &db, command).await;
             db.pool.close().await;
             result.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Vendors { command } => {
+            let db = open_db(&config).await?;
+            let result = crate::vendors::cli::run(&config, &db, command).await;
+            db.pool.close().await;
+            result
         }
         Command::Incidents { command } => {
             let db = open_db(&config).await?;

@@ -69,5 +69,7 @@ pub mod server;
 pub mod sla;
 /// Staff accounts, roles and their admin pages.
 pub mod staff;
+/// Sub-processor register: assessments and DPAs gate onboarding; public list and notices.
+pub mod vendors;
 /// Request context, cookies, security headers, form extraction.
 pub mod web;

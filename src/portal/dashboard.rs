@@ -234,6 +234,7 @@ struct DashboardPage {
     incidents: IncidentCard,
     record: Vec<RecordBar>,
     pentest: PentestCard,
+    vendors: crate::vendors::RegisterStatus,
     upcoming: Vec<(&'static str, &'static str, &'static str)>,
 }
 
@@ -304,6 +305,7 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
         crate::incidents::store::open_by_triage_state(&mut conn, now).await?;
     let triage = crate::incidents::store::triage_record(&mut conn, now, since).await?;
     let critical = crate::findings::critical_record(&mut conn, now, since).await?;
+    let vendors = crate::vendors::register_status(&mut conn, now).await?;
     drop(conn);
     let counts = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM customers) AS customers, \
@@ -367,6 +369,7 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
             RecordBar::new("PEN-1", "critical findings fixed within 72 h", critical, 1),
         ],
         pentest: PentestCard::new(pentest),
+        vendors,
         active_keys: counts.try_get("keys")?,
         customers: counts.try_get("customers")?,
         upcoming: vec![
@@ -374,11 +377,6 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
                 "REV-1",
                 "Access reviews",
                 "Quarterly campaigns over staff roles and API keys.",
-            ),
-            (
-                "VND-1 / VND-2",
-                "Sub-processors",
-                "Assessment and DPA gate before onboarding.",
             ),
             (
                 "DSC-1",

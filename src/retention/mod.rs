@@ -189,6 +189,10 @@ async fn sweep_orphans(state: &AppState, now: Millis) -> anyhow::Result<i64> {
             )
             .await?,
         );
+        // So are vendors' DPA documents, as long as their record.
+        owned.extend(
+            crate::vendors::dpa::owned_blobs(&mut *state.db.pool.acquire().await?, chunk).await?,
+        );
         let orphans: Vec<String> = chunk
             .iter()
             .filter(|key| !owned.contains(*key))

@@ -23,3 +23,4 @@ mod retention;
 mod security_review;
 mod sla;
 mod staff;
+mod vendors;
