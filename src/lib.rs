@@ -60,6 +60,8 @@ pub mod notify;
 pub mod oncall;
 /// Portal route registry and guard, page shell, dashboard, health and static files.
 pub mod portal;
+/// Per-client-network rate limits kept in a node's memory (public pages).
+pub mod rate_limit;
 /// Retention purge, purge ledger and the retention control (RET-1, RET-2).
 pub mod retention;
 /// Start-up, TLS, first-run setup link, graceful shutdown.

@@ -45,7 +45,7 @@ pub async fn build_state(
         sla_calendar,
         analyzer,
         demo_limiter,
-        trust_limiter: crate::api::demo::DemoLimiter::per_minute(config.trust_requests_per_minute),
+        trust_limiter: crate::rate_limit::NodeLimiter::per_minute(config.trust_requests_per_minute),
         passwords: crate::authn::PasswordGate::new(
             config.password_hash_concurrency,
             config.password_hash_queue,

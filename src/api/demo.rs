@@ -3,12 +3,8 @@
 //! PostgreSQL when several nodes share it), with demo retention (at most 7 days), a
 //! small JPEG preview as the stored copy, and a global cap on the bytes demo images hold.
 
-use std::num::NonZeroU32;
-
 use axum::Json;
 use axum::extract::{Request, State};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::faces::{DetectResponse, Owner, detect_and_store, storage_room};
 use super::problem::ApiError;
@@ -25,7 +21,7 @@ use crate::web::RequestCtx;
 /// Both kinds are the same GCRA: `requests` per minute with a burst of `requests`.
 pub enum DemoLimiter {
     /// One node (the embedded SQLite default): governor, in memory, no I/O per request.
-    Node(DefaultKeyedRateLimiter<Option<ClientNetwork>>),
+    Node(crate::rate_limit::NodeLimiter),
     /// Several nodes on one PostgreSQL: one row per network in `demo_rate_limits`, updated
     /// atomically, so N nodes together still allow the promised rate, not N times it.
     Shared {
@@ -48,8 +44,7 @@ impl std::fmt::Debug for DemoLimiter {
 impl DemoLimiter {
     /// In memory, for one node.
     pub fn per_minute(requests: u32) -> Self {
-        let quota = Quota::per_minute(NonZeroU32::new(requests.max(1)).unwrap_or(NonZeroU32::MIN));
-        DemoLimiter::Node(RateLimiter::keyed(quota))
+        DemoLimiter::Node(crate::rate_limit::NodeLimiter::per_minute(requests))
     }
 
     /// In the shared database, for several nodes.
@@ -68,17 +63,9 @@ impl DemoLimiter {
         client: Option<ClientNetwork>,
     ) -> Result<(), ApiError> {
         match self {
-            DemoLimiter::Node(limiter) => {
-                if limiter.len() > 100_000 {
-                    limiter.retain_recent();
-                }
-                limiter.check_key(&client).map_err(|not_until| {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    ApiError::RateLimited {
-                        retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
-                    }
-                })
-            }
+            DemoLimiter::Node(limiter) => limiter
+                .check(client)
+                .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs }),
             DemoLimiter::Shared {
                 interval_ms,
                 tolerance_ms,
