@@ -35,6 +35,8 @@ pub mod config;
 pub mod crypto;
 /// Customers: environment, image retention, state, and their portal pages.
 pub mod customers;
+/// The data folder: private umask, folder and file permissions tightened at start.
+pub mod data_dir;
 /// Database pool over SQLite or PostgreSQL, migrations, error classification.
 pub mod db;
 /// Portal error type rendered as readable pages.
@@ -58,6 +60,8 @@ pub mod notify;
 pub mod oncall;
 /// Portal route registry and guard, page shell, dashboard, health and static files.
 pub mod portal;
+/// Per-client-network rate limits kept in a node's memory (public pages).
+pub mod rate_limit;
 /// Retention purge, purge ledger and the retention control (RET-1, RET-2).
 pub mod retention;
 /// Quarterly access-review campaigns over staff roles and API keys (REV-1): snapshot,
@@ -70,5 +74,7 @@ pub mod server;
 pub mod sla;
 /// Staff accounts, roles and their admin pages.
 pub mod staff;
+/// Sub-processor register: assessments and DPAs gate onboarding; public list and notices.
+pub mod vendors;
 /// Request context, cookies, security headers, form extraction.
 pub mod web;

@@ -26,7 +26,7 @@ pub struct JobSpec {
 }
 
 /// Every scheduled job.
-pub const JOBS: [JobSpec; 9] = [
+pub const JOBS: [JobSpec; 10] = [
     JobSpec {
         name: "retention_purge",
         schedule: "0 */10 * * * *",
@@ -73,6 +73,12 @@ pub const JOBS: [JobSpec; 9] = [
         description: "Opens the quarter's access-review campaign (staff roles and API keys) on \
                       the first day of each calendar quarter in review_timezone; after downtime, \
                       within the quarter's first 7 days.",
+    },
+    JobSpec {
+        name: "vendor_reminders",
+        schedule: "0 5 * * * *",
+        description: "Emails vendor owners 60, 30 and 7 days before a reassessment or DPA \
+                      expiry is due (escalation at the deadline is sla_watch's).",
     },
     JobSpec {
         name: "failed_jobs_digest",
@@ -163,6 +169,17 @@ async fn execute(state: &AppState, job: &str, run_id: &str) -> anyhow::Result<Va
                 crate::reviews::open_due(&state.db, &settings, &state.sla_calendar, state.now())
                     .await?;
             Ok(serde_json::json!({ "opened": opened }))
+        }
+        "vendor_reminders" => {
+            let mut tx = state.db.begin().await?;
+            let report = crate::vendors::reminders::run(
+                &mut tx,
+                state.config.public_url.trim_end_matches('/'),
+                state.now(),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(serde_json::to_value(report)?)
         }
         "backup_daily" => crate::backup::scheduled(state).await,
         "backup_restore_test" => crate::backup::restore_test(state).await,

@@ -236,6 +236,7 @@ struct DashboardPage {
     pentest: PentestCard,
     /// REV-1: the newest access-review campaign, if any.
     review: Option<crate::reviews::CardStatus>,
+    vendors: crate::vendors::RegisterStatus,
     upcoming: Vec<(&'static str, &'static str, &'static str)>,
 }
 
@@ -308,6 +309,7 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
     let critical = crate::findings::critical_record(&mut conn, now, since).await?;
     let review_settings = crate::reviews::Settings::from_config(&state.config);
     let review = crate::reviews::card_status(&mut conn, &review_settings, now).await?;
+    let vendors = crate::vendors::register_status(&mut conn, now).await?;
     drop(conn);
     let counts = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM customers) AS customers, \
@@ -372,20 +374,14 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
         ],
         pentest: PentestCard::new(pentest),
         review,
+        vendors,
         active_keys: counts.try_get("keys")?,
         customers: counts.try_get("customers")?,
-        upcoming: vec![
-            (
-                "VND-1 / VND-2",
-                "Sub-processors",
-                "Assessment and DPA gate before onboarding.",
-            ),
-            (
-                "DSC-1",
-                "Disclosures",
-                "Acknowledgement, triage and fix clocks for researchers' reports.",
-            ),
-        ],
+        upcoming: vec![(
+            "DSC-1",
+            "Disclosures",
+            "Acknowledgement, triage and fix clocks for researchers' reports.",
+        )],
     })
 }
 

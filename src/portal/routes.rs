@@ -106,6 +106,8 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::findings::pages::routes());
     routes.extend(crate::findings::engagements::pages::routes());
     routes.extend(crate::reviews::pages::routes());
+    routes.extend(crate::vendors::pages::routes());
+    routes.extend(crate::vendors::public::routes());
     routes
 }
 
