@@ -105,6 +105,8 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::incidents::pages::routes());
     routes.extend(crate::findings::pages::routes());
     routes.extend(crate::findings::engagements::pages::routes());
+    routes.extend(crate::disclosures::pages::routes());
+    routes.extend(crate::disclosures::public::routes());
     routes
 }
 

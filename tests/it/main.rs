@@ -8,6 +8,7 @@ mod authn;
 mod backup;
 mod cli;
 mod demo_storage;
+mod disclosures;
 mod findings;
 mod incidents;
 mod isolation;
