@@ -37,14 +37,14 @@ pub mod crypto;
 pub mod customers;
 /// Database pool over SQLite or PostgreSQL, migrations, error classification.
 pub mod db;
+/// The disclosure inbox (DSC-1, DSC-2): security.txt, the public report form, the
+/// researcher's status link, the staff inbox and its three SLA clocks.
+pub mod disclosures;
 /// Portal error type rendered as readable pages.
 pub mod error;
 /// Findings from pentests and disclosures with remediation clocks by severity, and the
 /// pentest engagements (PEN-2) with their reports and the annual next-test clock.
 pub mod findings;
-/// The disclosure inbox (DSC-1, DSC-2): security.txt, the public report form, the
-/// researcher's status link, the staff inbox and its three SLA clocks.
-pub mod disclosures;
 /// Records of processed images (owner, result, expiry).
 pub mod images;
 /// Incidents with triage and GDPR clocks, timeline, post-incident review.

@@ -49,7 +49,9 @@ pub fn check(uploads: Vec<Upload>) -> Result<Vec<Checked>, DisclosureError> {
         .map(|upload| {
             let shown = crate::web::clip(&upload.name, 80);
             if upload.bytes.is_empty() {
-                return Err(DisclosureError::Invalid(format!("The file “{shown}” is empty.")));
+                return Err(DisclosureError::Invalid(format!(
+                    "The file “{shown}” is empty."
+                )));
             }
             if upload.bytes.len() > MAX_FILE_BYTES {
                 return Err(DisclosureError::Invalid(format!(

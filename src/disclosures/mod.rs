@@ -519,8 +519,12 @@ pub async fn researcher_message(
         });
     }
     if !body.is_empty() {
-        store::insert_message(conn, &d.id, &message("researcher", "researcher", true, &body, now))
-            .await?;
+        store::insert_message(
+            conn,
+            &d.id,
+            &message("researcher", "researcher", true, &body, now),
+        )
+        .await?;
     }
     audit::append(
         conn,
@@ -772,7 +776,10 @@ pub async fn open_incident(
             d.label()
         )));
     }
-    if matches!(d.state, State::Spam | State::NotApplicable | State::Duplicate) {
+    if matches!(
+        d.state,
+        State::Spam | State::NotApplicable | State::Duplicate
+    ) {
         return Err(DisclosureError::Invalid(format!(
             "{} is {}; only a valid report opens an incident.",
             d.label(),
@@ -785,7 +792,10 @@ pub async fn open_incident(
         Some(Severity::Medium) => Sev::Sev3,
         _ => Sev::Sev4,
     };
-    let title: String = format!("{}: {}", d.label(), d.title).chars().take(200).collect();
+    let title: String = format!("{}: {}", d.label(), d.title)
+        .chars()
+        .take(200)
+        .collect();
     let incident = crate::incidents::open(
         conn,
         &settings.incidents,

@@ -99,20 +99,8 @@ impl State {
                 State::Informative,
                 State::Spam,
             ],
-            State::Acknowledged => &[
-                State::Triaged,
-                CLOSE[0],
-                CLOSE[1],
-                CLOSE[2],
-                CLOSE[3],
-            ],
-            State::Triaged => &[
-                State::Accepted,
-                CLOSE[0],
-                CLOSE[1],
-                CLOSE[2],
-                CLOSE[3],
-            ],
+            State::Acknowledged => &[State::Triaged, CLOSE[0], CLOSE[1], CLOSE[2], CLOSE[3]],
+            State::Triaged => &[State::Accepted, CLOSE[0], CLOSE[1], CLOSE[2], CLOSE[3]],
             State::Accepted => &[State::Fixing, State::Fixed],
             State::Fixing => &[State::Fixed],
             State::Fixed => &[State::Disclosed],
@@ -277,8 +265,8 @@ impl FileType {
             FileType::Text => &["txt", "log", "md", "text", "csv", "json", "http", "har"],
         };
         let known = [
-            "png", "jpg", "jpeg", "pdf", "txt", "log", "md", "text", "csv", "json", "http",
-            "har", "gif", "webp", "svg", "html", "htm", "xml", "exe", "zip", "js",
+            "png", "jpg", "jpeg", "pdf", "txt", "log", "md", "text", "csv", "json", "http", "har",
+            "gif", "webp", "svg", "html", "htm", "xml", "exe", "zip", "js",
         ];
         !known.contains(&extension.as_str()) || expected.contains(&extension.as_str())
     }
@@ -333,7 +321,10 @@ mod tests {
 
     #[test]
     fn files_are_typed_by_content_not_by_name() {
-        assert_eq!(FileType::sniff(b"\x89PNG\r\n\x1a\nrest"), Some(FileType::Png));
+        assert_eq!(
+            FileType::sniff(b"\x89PNG\r\n\x1a\nrest"),
+            Some(FileType::Png)
+        );
         assert_eq!(FileType::sniff(b"%PDF-1.7 ..."), Some(FileType::Pdf));
         assert_eq!(FileType::sniff(b"plain words\n"), Some(FileType::Text));
         assert_eq!(FileType::sniff(b"MZ\x90\x00\x03"), None);

@@ -28,11 +28,7 @@ pub fn routes() -> Vec<PortalRoute> {
     vec![
         PortalRoute::get("/disclosures", read, inbox_get),
         PortalRoute::get("/disclosures/{id}", read, detail_get),
-        PortalRoute::get(
-            "/disclosures/{id}/attachments/{file}",
-            read,
-            attachment_get,
-        ),
+        PortalRoute::get("/disclosures/{id}/attachments/{file}", read, attachment_get),
         PortalRoute::post("/disclosures/{id}/reply", write, reply_post),
         PortalRoute::post("/disclosures/{id}/note", write, note_post),
         PortalRoute::post("/disclosures/{id}/state", write, state_post),
@@ -335,9 +331,7 @@ async fn detail_get(
             .collect(),
         next_states: d.state.next().iter().map(|s| s.as_str()).collect(),
         severities: Severity::ALL.iter().map(|s| s.as_str()).collect(),
-        can_write: state
-            .authz
-            .allows(&session.roles, "disclosures", "write"),
+        can_write: state.authz.allows(&session.roles, "disclosures", "write"),
     })
 }
 

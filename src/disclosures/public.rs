@@ -9,9 +9,9 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use super::DisclosureError;
 use super::attachments::{self, UPLOAD_BODY_LIMIT, Upload};
 use super::model::NewReport;
-use super::DisclosureError;
 use super::pages::settings;
 use crate::app::AppState;
 use crate::clock::{DAY, format_ms};
@@ -20,7 +20,11 @@ use crate::portal::routes::{Access, PortalRoute, Visitor};
 
 pub fn routes() -> Vec<PortalRoute> {
     vec![
-        PortalRoute::get("/.well-known/security.txt", Access::Public, security_txt_get),
+        PortalRoute::get(
+            "/.well-known/security.txt",
+            Access::Public,
+            security_txt_get,
+        ),
         PortalRoute::get("/security.txt", Access::Public, security_txt_get),
         PortalRoute::get("/security", Access::Public, policy_get),
         PortalRoute::get("/security/acknowledgements", Access::Public, thanks_get),
@@ -47,8 +51,7 @@ pub fn security_txt(state: &AppState, now: crate::clock::Millis) -> String {
     let config = &state.config;
     let base = base_url(state);
     let mut lines = vec![
-        "# Report security vulnerabilities through the form below; no account needed."
-            .to_owned(),
+        "# Report security vulnerabilities through the form below; no account needed.".to_owned(),
         format!("Contact: {base}/security/report"),
     ];
     if !config.disclosure_contact_email.trim().is_empty() {
@@ -106,11 +109,18 @@ enum Block {
 fn blocks(markdown: &str) -> Vec<Block> {
     let mut out = Vec::new();
     for chunk in markdown.replace("\r\n", "\n").split("\n\n") {
-        let lines: Vec<&str> = chunk.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&str> = chunk
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         if lines.is_empty() {
             continue;
         }
-        if lines.iter().all(|l| l.starts_with("- ") || l.starts_with("* ")) {
+        if lines
+            .iter()
+            .all(|l| l.starts_with("- ") || l.starts_with("* "))
+        {
             out.push(Block::List(
                 lines.iter().map(|l| l[2..].trim().to_owned()).collect(),
             ));
@@ -118,7 +128,9 @@ fn blocks(markdown: &str) -> Vec<Block> {
         }
         for (i, line) in lines.iter().enumerate() {
             if let Some(heading) = line.strip_prefix('#') {
-                out.push(Block::Heading(heading.trim_start_matches('#').trim().to_owned()));
+                out.push(Block::Heading(
+                    heading.trim_start_matches('#').trim().to_owned(),
+                ));
                 if i + 1 < lines.len() {
                     out.push(Block::Paragraph(lines[i + 1..].join(" ")));
                 }
@@ -383,7 +395,11 @@ async fn report_post(
     tx.commit().await?;
     let page = ReceivedPage {
         label: received.disclosure.label(),
-        status_link: format!("{}{}", base_url(&state), super::status_path(&received.token)),
+        status_link: format!(
+            "{}{}",
+            base_url(&state),
+            super::status_path(&received.token)
+        ),
         emailed: !received.disclosure.reporter_email.is_empty(),
         files: stored.len(),
     }

@@ -171,7 +171,7 @@ pub async fn count_from_network(
     since: Millis,
 ) -> Result<i64, sqlx::Error> {
     sqlx::query(
-        "SELECT COUNT(*) AS n FROM disclosures WHERE network_hash = $1 AND received_at >= $2",
+        "SELECT COUNT(*) AS n FROM disclosures WHERE network_hash = $1 AND received_at > $2",
     )
     .bind(network_hash)
     .bind(since)
@@ -420,7 +420,10 @@ pub struct Attachment {
     pub created_at: Millis,
 }
 
-pub async fn insert_attachment(conn: &mut AnyConnection, a: &Attachment) -> Result<(), sqlx::Error> {
+pub async fn insert_attachment(
+    conn: &mut AnyConnection,
+    a: &Attachment,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO disclosure_attachments (id, disclosure_id, file_name, content_type, bytes, \
            sha256, blob_key, uploaded_by, created_at) \

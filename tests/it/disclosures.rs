@@ -108,7 +108,9 @@ async fn clock(app: &TestApp, id: &str, name: &str) -> sla::SlaClock {
 fn wait_unfolded(server: &SmtpServer, needle: &str) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::time::Instant::now() < deadline {
-        if server.received().replace("=\n", "").contains(needle) {
+        // Soft line breaks, raw (aiosmtpd) or as Python's debugging server prints lines.
+        let received = server.received().replace("='\nb'", "").replace("=\n", "");
+        if received.contains(needle) {
             return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -216,12 +218,7 @@ async fn a_newcomer_reports_from_security_txt_and_reads_the_staff_reply_on_the_s
 
     // Staff see it with a 24-hour and a 5-business-day countdown.
     let (staff, _) = app.logged_in_as(Role::Security).await;
-    let inbox = app
-        .get(&staff, "/disclosures")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let inbox = app.get(&staff, "/disclosures").await.text().await.unwrap();
     assert!(inbox.contains("IDOR on the detect endpoint"), "{inbox}");
     let id = {
         let start = inbox.find("/disclosures/").unwrap() + "/disclosures/".len();
@@ -240,7 +237,7 @@ async fn a_newcomer_reports_from_security_txt_and_reads_the_staff_reply_on_the_s
     assert!(detail.contains("shot.png"));
 
     // Staff reply; the researcher reads it on the status page …
-    app.clock.advance(2 * HOUR);
+    app.clock.advance(20 * MINUTE);
     let response = app
         .submit(
             &staff,
@@ -262,14 +259,22 @@ async fn a_newcomer_reports_from_security_txt_and_reads_the_staff_reply_on_the_s
 
     // … and by email, after the receipt that carried the link.
     run_job(&app, "outbox_deliver").await;
-    assert!(wait_unfolded(&server, "Thanks, we can reproduce it and are on it."));
+    assert!(wait_unfolded(
+        &server,
+        "Thanks, we can reproduce it and are on it."
+    ));
     assert!(
         wait_unfolded(&server, &token),
         "the receipt carries the status link"
     );
 
     // The researcher replies on the status page; staff see it.
-    let page = app.get(&researcher, &status_path).await.text().await.unwrap();
+    let page = app
+        .get(&researcher, &status_path)
+        .await
+        .text()
+        .await
+        .unwrap();
     let form = reqwest::multipart::Form::new()
         .text("csrf", csrf_of(&page))
         .text("message", "Great, here is one more request that shows it.");
@@ -302,12 +307,13 @@ async fn the_triage_update_is_due_five_business_days_later_across_a_weekend_and_
     // Mon 18, Tue 19, (Wed 20 off), Thu 21, Fri 22, Mon 25: due Monday the 25th, 08:00.
     assert_eq!(triage.due_at, T0 + 10 * DAY);
     let ack = clock(&app, &id, disclosures::ACK_CLOCK).await;
-    assert_eq!(ack.due_at, T0 + 24 * HOUR, "acknowledgement counts real hours");
-
     assert_eq!(
-        triage.state_at(T0 + 10 * DAY - 1),
-        sla::ClockState::Running
+        ack.due_at,
+        T0 + 24 * HOUR,
+        "acknowledgement counts real hours"
     );
+
+    assert_eq!(triage.state_at(T0 + 10 * DAY - 1), sla::ClockState::Running);
     assert_eq!(triage.state_at(T0 + 10 * DAY), sla::ClockState::Breached);
 
     // Moving to triaged needs a message, and meets the clock.
@@ -329,7 +335,14 @@ async fn the_triage_update_is_due_five_business_days_later_across_a_weekend_and_
     .await;
     assert!(refused.is_err(), "triaged without a message");
     drop(tx);
-    transition(&app, &id, State::Triaged, "Confirmed; fixing this week.", "").await;
+    transition(
+        &app,
+        &id,
+        State::Triaged,
+        "Confirmed; fixing this week.",
+        "",
+    )
+    .await;
     assert_eq!(
         clock(&app, &id, disclosures::TRIAGE_CLOCK).await.state,
         sla::ClockState::Met
@@ -525,7 +538,10 @@ async fn a_duplicate_names_the_earlier_report_and_the_researcher_is_told(backend
         .unwrap();
     assert!(status.contains("duplicate of an earlier report"));
     assert!(status.contains("DSC-1"), "{status}");
-    assert!(!status.contains("<textarea"), "a closed report takes no replies");
+    assert!(
+        !status.contains("<textarea"),
+        "a closed report takes no replies"
+    );
     assert_eq!(
         clock(&app, &second, disclosures::TRIAGE_CLOCK).await.state,
         sla::ClockState::Met
@@ -655,8 +671,14 @@ async fn attachments_of_the_wrong_type_are_refused_and_the_rest_download_only_as
     let client = app.client();
     // HTML dressed as a PNG, and an executable: refused by content, nothing stored.
     for (name, bytes) in [
-        ("shot.png", b"<html><script>alert(1)</script></html>".to_vec()),
-        ("page.txt", b"<!doctype html><script>alert(1)</script>".to_vec()),
+        (
+            "shot.png",
+            b"<html><script>alert(1)</script></html>".to_vec(),
+        ),
+        (
+            "page.txt",
+            b"<!doctype html><script>alert(1)</script>".to_vec(),
+        ),
         ("notes.txt", b"MZ\x90\x00\x03\x00\x00\x00".to_vec()),
     ] {
         let response = send_report(
@@ -694,7 +716,10 @@ async fn attachments_of_the_wrong_type_are_refused_and_the_rest_download_only_as
         &app,
         &client,
         &fields("With a screenshot"),
-        vec![("../../shot <1>.png", PNG.to_vec()), ("log.txt", b"GET /x 200\n".to_vec())],
+        vec![
+            ("../../shot <1>.png", PNG.to_vec()),
+            ("log.txt", b"GET /x 200\n".to_vec()),
+        ],
     )
     .await;
     assert_eq!(response.status(), 200);
@@ -706,7 +731,10 @@ async fn attachments_of_the_wrong_type_are_refused_and_the_rest_download_only_as
         .unwrap();
     drop(conn);
     assert_eq!(files.len(), 2);
-    let png = files.iter().find(|f| f.content_type == "image/png").unwrap();
+    let png = files
+        .iter()
+        .find(|f| f.content_type == "image/png")
+        .unwrap();
     assert_eq!(png.file_name, "shot_1.png");
     let response = app
         .get(
@@ -758,12 +786,7 @@ async fn html_and_script_in_every_field_show_as_text_in_the_staff_view(backend: 
         .unwrap();
 
     let (staff, _) = app.logged_in_as(Role::Security).await;
-    let inbox = app
-        .get(&staff, "/disclosures")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let inbox = app.get(&staff, "/disclosures").await.text().await.unwrap();
     assert!(!inbox.contains("<script>alert"));
     assert!(inbox.contains("T&#60;script&#62;") || inbox.contains("T&lt;script&gt;"));
     let mut conn = app.state.db.pool.acquire().await.unwrap();
@@ -856,7 +879,9 @@ async fn a_valid_report_opens_an_incident_with_one_click_and_credits_the_researc
 
     // The dashboard card is live.
     let dashboard = app.get(&staff, "/").await.text().await.unwrap();
-    assert!(dashboard.contains(r#"data-disclosures-open="1""#), "{dashboard}");
-    let _ = MINUTE;
+    assert!(
+        dashboard.contains(r#"data-disclosures-open="1""#),
+        "{dashboard}"
+    );
 }
 both_backends!(a_valid_report_opens_an_incident_with_one_click_and_credits_the_researcher);

@@ -183,7 +183,11 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/security/reports/{token}", Expect::OpenForm),
     ("POST", "/security/reports/{token}", Expect::OpenForm),
     ("GET", "/disclosures", Expect::Roles(DISCLOSURE_READERS)),
-    ("GET", "/disclosures/{id}", Expect::Roles(DISCLOSURE_READERS)),
+    (
+        "GET",
+        "/disclosures/{id}",
+        Expect::Roles(DISCLOSURE_READERS),
+    ),
     (
         "GET",
         "/disclosures/{id}/attachments/{file}",
