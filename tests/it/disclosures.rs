@@ -885,3 +885,101 @@ async fn a_valid_report_opens_an_incident_with_one_click_and_credits_the_researc
     );
 }
 both_backends!(a_valid_report_opens_an_incident_with_one_click_and_credits_the_researcher);
+
+async fn the_cli_lists_reports_and_shows_one_with_its_clocks(backend: Backend) {
+    let app = spawn_app(backend).await;
+    report(&app, "CLI visible report", "rae@researcher.example").await;
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trustplane"))
+            .args(args)
+            .env("TRUSTPLANE_DATABASE_URL", &app.database_url)
+            .env("TRUSTPLANE_DATA_DIR", app.dir.path())
+            .env(
+                "TRUSTPLANE_KEYRING_PATH",
+                app.dir.path().join("shared-keyring.json"),
+            )
+            .output()
+            .expect("run trustplane")
+    };
+    let listed = run(&["disclosures", "list", "--json"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(rows[0]["number"], 1);
+    assert_eq!(rows[0]["state"], "new");
+    let shown = run(&["disclosures", "show", "DSC-1", "--json"]);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let detail: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let names: Vec<&str> = detail["clocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["acknowledge", "triage_update"]);
+    assert!(detail["clocks"][0]["due_at"].as_str().is_some());
+    let text = run(&["disclosures", "show", "1"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("Acknowledge within 24 hours"), "{text}");
+    assert!(
+        !String::from_utf8_lossy(&shown.stdout).contains("rae@researcher.example"),
+        "contact addresses are not printed"
+    );
+    let missing = run(&["disclosures", "show", "DSC-9"]);
+    assert!(!missing.status.success());
+}
+both_backends!(the_cli_lists_reports_and_shows_one_with_its_clocks);
+
+async fn a_missed_acknowledgement_escalates_to_the_person_on_call(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_staff("ana@example.com", &[Role::Security], true)
+        .await;
+    app.create_staff("lead@example.com", &[Role::Admin], true)
+        .await;
+    let mut tx = app.state.db.begin().await.unwrap();
+    trustplane::oncall::set_rotation(
+        &mut tx,
+        &trustplane::oncall::RotationInput {
+            member_emails: &["ana@example.com".to_owned()],
+            handoff: "Mon 09:00",
+            timezone: "UTC",
+            escalation_email: Some("lead@example.com"),
+        },
+        "test",
+        &RequestMeta::default(),
+        app.state.now(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (id, _) = report(&app, "Nobody answers", "").await;
+    let ack = clock(&app, &id, disclosures::ACK_CLOCK).await;
+    assert_eq!(ack.notify_to, vec!["ana@example.com".to_owned()]);
+
+    // `run_job` moves the clock 1 ms: the watch runs at 23:59:59.999, then at 24:00:00.000.
+    app.clock.set(ack.due_at - 2);
+    run_job(&app, "sla_watch").await;
+    assert_eq!(
+        clock(&app, &id, disclosures::ACK_CLOCK).await.state,
+        sla::ClockState::Running
+    );
+    run_job(&app, "sla_watch").await;
+    assert_eq!(app.state.now(), ack.due_at);
+    assert_eq!(
+        clock(&app, &id, disclosures::ACK_CLOCK).await.state,
+        sla::ClockState::Breached
+    );
+    for to in ["ana@example.com", "lead@example.com"] {
+        let sql =
+            format!("SELECT COUNT(*) FROM outbox WHERE to_addr = '{to}' AND related LIKE 'sla:%'");
+        assert!(app.count(&sql).await >= 1, "{to} hears of the breach");
+    }
+}
+both_backends!(a_missed_acknowledgement_escalates_to_the_person_on_call);
