@@ -6,12 +6,13 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
+use super::DisclosureSettings;
+use super::actions;
 use super::model::State as ReportState;
 use super::store::{self, InboxFilter};
-use super::{Change, DisclosureSettings};
 use crate::app::AppState;
 use crate::audit::{self, AuditEvent};
 use crate::clock::{MINUTE, format_ms};
@@ -20,7 +21,6 @@ use crate::findings::model::Severity;
 use crate::portal::routes::{Access, PortalRoute, Visitor};
 use crate::portal::shell::{Shell, html};
 use crate::sla::Countdown;
-use crate::web::Form;
 
 pub fn routes() -> Vec<PortalRoute> {
     let read = Access::Rbac("disclosures", "read");
@@ -29,11 +29,11 @@ pub fn routes() -> Vec<PortalRoute> {
         PortalRoute::get("/disclosures", read, inbox_get),
         PortalRoute::get("/disclosures/{id}", read, detail_get),
         PortalRoute::get("/disclosures/{id}/attachments/{file}", read, attachment_get),
-        PortalRoute::post("/disclosures/{id}/reply", write, reply_post),
-        PortalRoute::post("/disclosures/{id}/note", write, note_post),
-        PortalRoute::post("/disclosures/{id}/state", write, state_post),
-        PortalRoute::post("/disclosures/{id}/update", write, update_post),
-        PortalRoute::post("/disclosures/{id}/incident", write, incident_post),
+        PortalRoute::post("/disclosures/{id}/reply", write, actions::reply_post),
+        PortalRoute::post("/disclosures/{id}/note", write, actions::note_post),
+        PortalRoute::post("/disclosures/{id}/state", write, actions::state_post),
+        PortalRoute::post("/disclosures/{id}/update", write, actions::update_post),
+        PortalRoute::post("/disclosures/{id}/incident", write, actions::incident_post),
     ]
 }
 
@@ -42,7 +42,7 @@ pub fn settings(state: &AppState) -> DisclosureSettings<'_> {
     DisclosureSettings {
         calendar: &state.sla_calendar,
         escalation_interval: state.config.incident_escalation_minutes * MINUTE,
-        base_url: super::public::base_url(state),
+        base_url: super::policy::base_url(state),
         findings: crate::findings::pages::settings(state),
         incidents: crate::incidents::pages::settings(state),
     }
@@ -381,173 +381,4 @@ async fn attachment_get(
         HeaderValue::from_static("default-src 'none'; sandbox"),
     );
     Ok(response)
-}
-
-fn back(id: &str) -> Response {
-    Redirect::to(&format!("/disclosures/{id}")).into_response()
-}
-
-#[derive(Deserialize)]
-struct MessageForm {
-    #[serde(default)]
-    body: String,
-}
-
-async fn reply_post(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Path(id): Path<String>,
-    Form(form): Form<MessageForm>,
-) -> AppResult<Response> {
-    let settings = settings(&state);
-    let mut tx = state.db.begin().await?;
-    super::reply(
-        &mut tx,
-        &settings,
-        &id,
-        &form.body,
-        &visitor.actor(),
-        &visitor.ctx.meta(),
-        state.now(),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(back(&id))
-}
-
-async fn note_post(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Path(id): Path<String>,
-    Form(form): Form<MessageForm>,
-) -> AppResult<Response> {
-    let mut tx = state.db.begin().await?;
-    super::note(
-        &mut tx,
-        &id,
-        &form.body,
-        &visitor.actor(),
-        &visitor.ctx.meta(),
-        state.now(),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(back(&id))
-}
-
-#[derive(Deserialize)]
-struct StateForm {
-    version: i64,
-    state: String,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    duplicate_of: String,
-}
-
-async fn state_post(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Path(id): Path<String>,
-    Form(form): Form<StateForm>,
-) -> AppResult<Response> {
-    let to = ReportState::parse(&form.state).map_err(AppError::BadRequest)?;
-    let settings = settings(&state);
-    let mut tx = state.db.begin().await?;
-    super::transition(
-        &mut tx,
-        &settings,
-        &id,
-        form.version,
-        to,
-        &Change {
-            message: form.message,
-            duplicate_of: form.duplicate_of,
-        },
-        &visitor.actor(),
-        &visitor.ctx.meta(),
-        state.now(),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(back(&id))
-}
-
-#[derive(Deserialize)]
-struct UpdateForm {
-    version: i64,
-    #[serde(default)]
-    severity: String,
-    #[serde(default)]
-    assignee: String,
-}
-
-async fn update_post(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Path(id): Path<String>,
-    Form(form): Form<UpdateForm>,
-) -> AppResult<Response> {
-    let severity = match form.severity.trim() {
-        "" | "unrated" => None,
-        raw => Some(Severity::parse(raw).map_err(AppError::BadRequest)?),
-    };
-    let mut tx = state.db.begin().await?;
-    let assignee_id = match form.assignee.trim() {
-        "" => None,
-        email => Some(
-            crate::staff::store::find_by_email(&mut *tx, &email.to_lowercase())
-                .await?
-                .map(|s| s.id)
-                .ok_or_else(|| {
-                    AppError::BadRequest(format!(
-                        "Nobody on the staff has the address “{}”. Nothing was changed.",
-                        crate::web::clip(email, 254)
-                    ))
-                })?,
-        ),
-    };
-    super::update(
-        &mut tx,
-        &id,
-        form.version,
-        severity,
-        assignee_id,
-        &visitor.actor(),
-        &visitor.ctx.meta(),
-        state.now(),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(back(&id))
-}
-
-#[derive(Deserialize)]
-struct VersionForm {
-    version: i64,
-}
-
-async fn incident_post(
-    State(state): State<AppState>,
-    visitor: Visitor,
-    Path(id): Path<String>,
-    Form(form): Form<VersionForm>,
-) -> AppResult<Response> {
-    let settings = settings(&state);
-    let mut tx = state.db.begin().await?;
-    let d = super::open_incident(
-        &mut tx,
-        &settings,
-        &id,
-        form.version,
-        &visitor.actor(),
-        &visitor.ctx.meta(),
-        state.now(),
-    )
-    .await?;
-    tx.commit().await?;
-    match d.incident_id {
-        Some(incident) => Ok(Redirect::to(&format!("/incidents/{incident}")).into_response()),
-        None => Ok(back(&id)),
-    }
 }

@@ -107,6 +107,7 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::findings::engagements::pages::routes());
     routes.extend(crate::disclosures::pages::routes());
     routes.extend(crate::disclosures::public::routes());
+    routes.extend(crate::disclosures::policy::routes());
     routes
 }
 
