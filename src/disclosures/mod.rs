@@ -487,3 +487,13 @@ pub async fn find(
     }
     load(conn, id_or_number.trim()).await
 }
+
+/// The report a finding was created from, as (id, `DSC-n`): the finding's link back.
+pub async fn for_finding(
+    conn: &mut AnyConnection,
+    finding_id: &str,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    Ok(store::find_by_finding(conn, finding_id)
+        .await?
+        .map(|d| (d.id.clone(), d.label())))
+}

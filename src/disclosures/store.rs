@@ -148,6 +148,20 @@ pub async fn find_by_number(
         .transpose()
 }
 
+/// The report that created finding `finding_id`.
+pub async fn find_by_finding(
+    conn: &mut AnyConnection,
+    finding_id: &str,
+) -> Result<Option<Disclosure>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM disclosures d WHERE d.finding_id = $1");
+    sqlx::query(&sql)
+        .bind(finding_id)
+        .fetch_optional(conn)
+        .await?
+        .map(|r| from_row(&r))
+        .transpose()
+}
+
 /// The report whose status token hashes to `token_hash`, with the stored hash.
 pub async fn find_by_token_hash(
     conn: &mut AnyConnection,

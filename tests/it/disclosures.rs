@@ -277,7 +277,12 @@ async fn a_newcomer_reports_from_security_txt_and_reads_the_staff_reply_on_the_s
         .unwrap();
     let form = reqwest::multipart::Form::new()
         .text("csrf", csrf_of(&page))
-        .text("message", "Great, here is one more request that shows it.");
+        .text("message", "Great, here is one more request that shows it.")
+        .part(
+            "files",
+            reqwest::multipart::Part::bytes(b"GET /v1/faces/42 HTTP/1.1\n".to_vec())
+                .file_name("request.txt"),
+        );
     let response = researcher
         .post(app.url(&status_path))
         .multipart(form)
@@ -292,6 +297,10 @@ async fn a_newcomer_reports_from_security_txt_and_reads_the_staff_reply_on_the_s
         .await
         .unwrap();
     assert!(detail.contains("Great, here is one more request that shows it."));
+    assert!(
+        detail.contains("request.txt"),
+        "files added on the status page"
+    );
 }
 both_backends!(
     a_newcomer_reports_from_security_txt_and_reads_the_staff_reply_on_the_status_page_and_by_email
@@ -493,6 +502,18 @@ async fn accepting_a_critical_report_creates_a_linked_finding_with_a_72_hour_clo
         .await
         .unwrap();
     assert!(detail.contains(&format!("/findings/{finding_id}")));
+    let finding_page = app
+        .get(&staff, &format!("/findings/{finding_id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        finding_page.contains(&format!(
+            r#"<a href="/disclosures/{id}" data-disclosure>DSC-1</a>"#
+        )),
+        "the finding links back"
+    );
     transition(&app, &id, State::Fixed, "Fixed in release 4.2.", "").await;
     assert_eq!(
         clock(&app, &id, disclosures::FIX_CLOCK).await.state,
