@@ -1004,3 +1004,29 @@ async fn a_missed_acknowledgement_escalates_to_the_person_on_call(backend: Backe
     }
 }
 both_backends!(a_missed_acknowledgement_escalates_to_the_person_on_call);
+
+async fn an_operator_policy_file_replaces_the_built_in_policy_as_text(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.md");
+    std::fs::write(
+        &file,
+        "# Our scope\nOnly api.example.com.\n\n- no DoS\n- no phishing\n\n<script>alert(1)</script>",
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let app = spawn_app_with(backend, |c| c.disclosure_policy_file = path).await;
+    let page = app
+        .get(&app.client(), "/security")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<h2>Our scope</h2>"));
+    assert!(page.contains("<li>no phishing</li>"));
+    assert!(!page.contains("<script>alert"), "the file is shown as text");
+    assert!(
+        !page.contains("Safe harbour"),
+        "the built-in text is replaced"
+    );
+}
+both_backends!(an_operator_policy_file_replaces_the_built_in_policy_as_text);
