@@ -1030,3 +1030,76 @@ async fn an_operator_policy_file_replaces_the_built_in_policy_as_text(backend: B
     );
 }
 both_backends!(an_operator_policy_file_replaces_the_built_in_policy_as_text);
+
+async fn the_inbox_filters_by_state_severity_overdue_and_assignee(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (handled, _) = report(&app, "Handled report", "").await;
+    report(&app, "Waiting report", "").await;
+    transition(&app, &handled, State::Triaged, "Seen and understood.", "").await;
+    let (staff, me) = app.logged_in_as(Role::Security).await;
+    let mut tx = app.state.db.begin().await.unwrap();
+    let d = disclosures::find(&mut tx, &handled).await.unwrap();
+    disclosures::update(
+        &mut tx,
+        &handled,
+        d.version,
+        Some(trustplane::findings::model::Severity::High),
+        Some(me.id.clone()),
+        "staff:test@example.com",
+        &RequestMeta::default(),
+        app.state.now(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let rows = |page: &str| page.matches("data-report=\"DSC-").count();
+    let all = app.get(&staff, "/disclosures").await.text().await.unwrap();
+    assert_eq!(rows(&all), 2);
+    for (query, expected) in [
+        ("state=triaged", "Handled report"),
+        ("state=new", "Waiting report"),
+        ("severity=high", "Handled report"),
+        ("severity=unrated", "Waiting report"),
+        ("assignee=none", "Waiting report"),
+    ] {
+        let page = app
+            .get(&staff, &format!("/disclosures?{query}"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(rows(&page), 1, "{query}");
+        assert!(page.contains(expected), "{query}");
+    }
+    let mine = app
+        .get(&staff, &format!("/disclosures?assignee={}", me.email))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(mine.contains("Handled report") && !mine.contains("Waiting report"));
+
+    // Nothing is overdue until the 24-hour acknowledgement passes unanswered.
+    let overdue = app
+        .get(&staff, "/disclosures?overdue=1")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(rows(&overdue), 0);
+    assert!(overdue.contains("No reports match"));
+    app.clock.advance(24 * HOUR);
+    let (staff, _) = app.logged_in_as(Role::Security).await;
+    let overdue = app
+        .get(&staff, "/disclosures?overdue=1")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(rows(&overdue), 1);
+    assert!(overdue.contains("Waiting report"));
+    let bad = app.get(&staff, "/disclosures?state=bogus").await;
+    assert_eq!(bad.status(), 400);
+}
+both_backends!(the_inbox_filters_by_state_severity_overdue_and_assignee);
