@@ -103,6 +103,14 @@ pub async fn researcher_message(
     now: Millis,
 ) -> Result<(), DisclosureError> {
     let body = message_text(body, false)?;
+    if d.state.is_closed() {
+        return Err(DisclosureError::Invalid(format!(
+            "{} is closed ({}), so it takes no more messages; send a new report if \
+             something has changed.",
+            d.label(),
+            d.state.label()
+        )));
+    }
     if store::researcher_messages_since(conn, &d.id, now - HOUR).await?
         >= RESEARCHER_MESSAGES_PER_HOUR
     {

@@ -563,6 +563,24 @@ async fn a_duplicate_names_the_earlier_report_and_the_researcher_is_told(backend
         !status.contains("<textarea"),
         "a closed report takes no replies"
     );
+    let researcher = app.client();
+    let page = app
+        .get(&researcher, "/security/report")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf_of(&page))
+        .text("message", "But it is different!");
+    let response = researcher
+        .post(app.url(&second_path))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("is closed"));
     assert_eq!(
         clock(&app, &second, disclosures::TRIAGE_CLOCK).await.state,
         sla::ClockState::Met
