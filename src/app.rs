@@ -52,6 +52,8 @@ pub struct App {
     pub analyzer: crate::biometric::Analyzer,
     /// Per-network limiter of the demo endpoint (IPv4 address, IPv6 /64).
     pub demo_limiter: crate::api::demo::DemoLimiter,
+    /// Per-network limiter of the public sub-processor list, feed and subscribe form.
+    pub trust_limiter: crate::api::demo::DemoLimiter,
     /// Bounds concurrent password hashing (memory) with a short queue.
     pub passwords: crate::authn::PasswordGate,
     /// Accounts with a login secret being verified on this node right now.

@@ -11,10 +11,29 @@ use object_store::{ObjectStore, PutPayload};
 
 use crate::crypto::Keyring;
 
+/// Blocking threads a local bulk delete uses at most.
+const LOCAL_DELETE_THREADS: usize = 4;
+
+/// A key that maps to the same relative file path in a local store (ours always do: scope
+/// and id are ASCII letters, digits and dashes), so it can be unlinked without object_store.
+fn plain_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        })
+}
+
 /// The blob store.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
+    /// The folder of a local store: bulk deletes go straight to the file system.
+    local_dir: Option<std::path::PathBuf>,
     /// Where blobs live, for the README and evidence (`local:<dir>` or the URL).
     pub location: String,
 }
@@ -31,6 +50,7 @@ impl BlobStore {
             return Ok(Self {
                 store: Arc::new(local),
                 location: format!("local:{}", dir.display()),
+                local_dir: Some(dir),
             });
         }
         let parsed =
@@ -49,6 +69,7 @@ impl BlobStore {
         Ok(Self {
             store,
             location: crate::config::redact_url(url),
+            local_dir: None,
         })
     }
 
@@ -100,6 +121,56 @@ impl BlobStore {
         }
     }
 
+    /// Deletes many blobs (the purge's batches); blobs already gone are not an error.
+    ///
+    /// A local store unlinks the files directly on a few blocking threads: one
+    /// `object_store` call per file costs a task, a path conversion and a metadata lookup
+    /// each, which made the purge several times slower than `find -delete`. Remote stores
+    /// use `object_store`'s bulk delete (one request per 1 000 keys on S3).
+    pub async fn delete_many(&self, keys: Vec<String>) -> anyhow::Result<()> {
+        use futures_util::{StreamExt, TryStreamExt};
+        if keys.is_empty() {
+            return Ok(());
+        }
+        if let Some(dir) = &self.local_dir
+            && keys.iter().all(|key| plain_key(key))
+        {
+            let per_thread = keys.len().div_ceil(LOCAL_DELETE_THREADS);
+            let mut tasks = tokio::task::JoinSet::new();
+            for chunk in keys.chunks(per_thread) {
+                let paths: Vec<std::path::PathBuf> = chunk.iter().map(|k| dir.join(k)).collect();
+                tasks.spawn_blocking(move || -> std::io::Result<()> {
+                    for path in paths {
+                        match std::fs::remove_file(&path) {
+                            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                                return Err(err);
+                            }
+                            _ => {}
+                        }
+                    }
+                    Ok(())
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                done.context("a blob delete thread failed")?
+                    .context("cannot delete a blob")?;
+            }
+            return Ok(());
+        }
+        let locations =
+            futures_util::stream::iter(keys.into_iter().map(|k| Ok(Path::from(k)))).boxed();
+        self.store
+            .delete_stream(locations)
+            .map(|deleted| match deleted {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(err) => Err(err),
+            })
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
+            .context("cannot delete blobs")
+    }
+
     /// Every blob key with its last-modified time (Unix ms), for the orphan sweep.
     pub async fn list(&self) -> anyhow::Result<Vec<(String, i64)>> {
         use futures_util::TryStreamExt;
@@ -122,5 +193,46 @@ impl BlobStore {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(err) => Err(err.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_keys_are_unlinked_directly() {
+        assert!(plain_key("demo/0b9f6c1e-2a4d-4a63-9a39-1e1f2f3a4b5c"));
+        assert!(plain_key("pentest/report-1.pdf"));
+        assert!(!plain_key("../keyring.json"));
+        assert!(!plain_key("demo//x"));
+        assert!(!plain_key("demo/a b"));
+        assert!(!plain_key(""));
+    }
+
+    #[tokio::test]
+    async fn a_bulk_delete_removes_local_files_and_ignores_missing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open("", dir.path()).unwrap();
+        let keyring = Keyring::generate();
+        let keys: Vec<String> = (0..50).map(|i| format!("demo/blob-{i}")).collect();
+        for key in &keys {
+            store
+                .put_sealed(key, b"x", &keyring, key.as_bytes())
+                .await
+                .unwrap();
+        }
+        let mut to_delete = keys[..40].to_vec();
+        to_delete.push("demo/never-existed".into());
+        store.delete_many(to_delete).await.unwrap();
+        let left: Vec<String> = store
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(left.len(), 10);
+        assert!(left.iter().all(|k| keys[40..].contains(k)));
     }
 }

@@ -62,6 +62,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::disclosures::cli::DisclosuresCommand,
     },
+    /// Sub-processors: import a register CSV, list, show, activate through the gate.
+    Vendors {
+        #[command(subcommand)]
+        command: crate::vendors::cli::VendorsCommand,
+    },
     /// Incidents: open, list, show.
     Incidents {
         #[command(subcommand)]
@@ -315,6 +320,12 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             db.pool.close().await;
             result.map(|()| ExitCode::SUCCESS)
         }
+        Command::Vendors { command } => {
+            let db = open_db(&config).await?;
+            let result = crate::vendors::cli::run(&config, &db, command).await;
+            db.pool.close().await;
+            result
+        }
         Command::Incidents { command } => {
             let db = open_db(&config).await?;
             let result = crate::incidents::cli::run(&config, &db, command).await;
@@ -361,8 +372,11 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn open_db(config: &Config) -> anyhow::Result<Db> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    crate::data_dir::prepare(
+        &config.data_dir,
+        &crate::data_dir::sqlite_files(&config.effective_database_url()),
+    )
+    .with_context(|| format!("cannot prepare data dir {}", config.data_dir.display()))?;
     let db = Db::connect(&config.effective_database_url()).await?;
     db.migrate().await?;
     Ok(db)
@@ -643,7 +657,10 @@ async fn sla_list(
 /// A full app state for commands that run jobs (image analysis in-process: no requests).
 async fn job_state(mut config: Config) -> anyhow::Result<crate::app::AppState> {
     config.detect_isolation = "thread".into();
-    std::fs::create_dir_all(&config.data_dir)?;
+    crate::data_dir::prepare(
+        &config.data_dir,
+        &crate::data_dir::sqlite_files(&config.effective_database_url()),
+    )?;
     let keyring = Keyring::load_or_create(&config.effective_keyring_path())?;
     crate::server::build_state(config, std::sync::Arc::new(SystemClock), keyring).await
 }

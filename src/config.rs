@@ -114,6 +114,14 @@ pub struct Config {
     /// Hours to remediate a finding, for critical, high, medium, low (critical at most 72: the
     /// page promises critical findings fixed within 72 hours).
     pub finding_remediation_hours: [i64; 4],
+    /// Days customers are told in advance before a new sub-processor handling their personal
+    /// data may become active.
+    pub vendor_notice_days: i64,
+    /// Months between vendor assessments for high, medium and low risk.
+    pub vendor_reassessment_months: [i64; 3],
+    /// Requests per client network per minute to the public sub-processor list, feed and
+    /// subscribe form.
+    pub trust_requests_per_minute: u32,
     /// Hours to notify each affected customer (as controller) of a personal-data breach.
     pub controller_notice_hours: i64,
     /// Minutes between repeated escalations of a breached incident clock.
@@ -251,6 +259,9 @@ impl Default for Config {
             security_txt_languages: "en".into(),
             security_txt_encryption: String::new(),
             security_txt_hiring: String::new(),
+            vendor_notice_days: 30,
+            vendor_reassessment_months: [12, 24, 36],
+            trust_requests_per_minute: 60,
         }
     }
 }
@@ -396,6 +407,22 @@ impl Config {
                 "controller_notice_hours",
                 "must be between 1 and 72 (within the authority's 72 hours)",
             ));
+        }
+        if !(0..=365).contains(&self.vendor_notice_days) {
+            return Err(invalid("vendor_notice_days", "must be between 0 and 365"));
+        }
+        if self
+            .vendor_reassessment_months
+            .iter()
+            .any(|m| !(1..=60).contains(m))
+        {
+            return Err(invalid(
+                "vendor_reassessment_months",
+                "each (high, medium, low) must be between 1 and 60",
+            ));
+        }
+        if self.trust_requests_per_minute == 0 {
+            return Err(invalid("trust_requests_per_minute", "must be at least 1"));
         }
         if !(1..=24 * 60).contains(&self.incident_escalation_minutes) {
             return Err(invalid(

@@ -35,6 +35,8 @@ pub mod config;
 pub mod crypto;
 /// Customers: environment, image retention, state, and their portal pages.
 pub mod customers;
+/// The data folder: private umask, folder and file permissions tightened at start.
+pub mod data_dir;
 /// Database pool over SQLite or PostgreSQL, migrations, error classification.
 pub mod db;
 /// The disclosure inbox (DSC-1, DSC-2): security.txt, the public report form, the
@@ -70,5 +72,7 @@ pub mod server;
 pub mod sla;
 /// Staff accounts, roles and their admin pages.
 pub mod staff;
+/// Sub-processor register: assessments and DPAs gate onboarding; public list and notices.
+pub mod vendors;
 /// Request context, cookies, security headers, form extraction.
 pub mod web;

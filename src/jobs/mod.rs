@@ -26,7 +26,7 @@ pub struct JobSpec {
 }
 
 /// Every scheduled job.
-pub const JOBS: [JobSpec; 8] = [
+pub const JOBS: [JobSpec; 9] = [
     JobSpec {
         name: "retention_purge",
         schedule: "0 */10 * * * *",
@@ -66,6 +66,12 @@ pub const JOBS: [JobSpec; 8] = [
         schedule: "0 */15 * * * *",
         description: "Reopens findings whose accepted risk has expired and resumes their \
                       remediation clocks.",
+    },
+    JobSpec {
+        name: "vendor_reminders",
+        schedule: "0 5 * * * *",
+        description: "Emails vendor owners 60, 30 and 7 days before a reassessment or DPA \
+                      expiry is due (escalation at the deadline is sla_watch's).",
     },
     JobSpec {
         name: "failed_jobs_digest",
@@ -149,6 +155,17 @@ async fn execute(state: &AppState, job: &str, run_id: &str) -> anyhow::Result<Va
             let reopened = crate::findings::reopen_expired_risks(&mut tx, state.now()).await?;
             tx.commit().await?;
             Ok(serde_json::json!({ "reopened": reopened }))
+        }
+        "vendor_reminders" => {
+            let mut tx = state.db.begin().await?;
+            let report = crate::vendors::reminders::run(
+                &mut tx,
+                state.config.public_url.trim_end_matches('/'),
+                state.now(),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(serde_json::to_value(report)?)
         }
         "backup_daily" => crate::backup::scheduled(state).await,
         "backup_restore_test" => crate::backup::restore_test(state).await,

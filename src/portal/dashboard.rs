@@ -235,6 +235,7 @@ struct DashboardPage {
     record: Vec<RecordBar>,
     pentest: PentestCard,
     disclosures: DisclosureCard,
+    vendors: crate::vendors::RegisterStatus,
     upcoming: Vec<(&'static str, &'static str, &'static str)>,
 }
 
@@ -318,6 +319,7 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
         crate::disclosures::store::open_counts(&mut conn, now).await?;
     let disclosure_record =
         crate::sla::record(&mut conn, now, crate::sla::SubjectKind::Disclosure, since).await?;
+    let vendors = crate::vendors::register_status(&mut conn, now).await?;
     drop(conn);
     let counts = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM customers) AS customers, \
@@ -387,20 +389,14 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
             met: disclosure_record.met,
             breached: disclosure_record.breached,
         },
+        vendors,
         active_keys: counts.try_get("keys")?,
         customers: counts.try_get("customers")?,
-        upcoming: vec![
-            (
-                "REV-1",
-                "Access reviews",
-                "Quarterly campaigns over staff roles and API keys.",
-            ),
-            (
-                "VND-1 / VND-2",
-                "Sub-processors",
-                "Assessment and DPA gate before onboarding.",
-            ),
-        ],
+        upcoming: vec![(
+            "REV-1",
+            "Access reviews",
+            "Quarterly campaigns over staff roles and API keys.",
+        )],
     })
 }
 

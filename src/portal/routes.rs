@@ -108,6 +108,8 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::disclosures::pages::routes());
     routes.extend(crate::disclosures::public::routes());
     routes.extend(crate::disclosures::policy::routes());
+    routes.extend(crate::vendors::pages::routes());
+    routes.extend(crate::vendors::public::routes());
     routes
 }
 

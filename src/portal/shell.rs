@@ -30,6 +30,7 @@ const NAV: &[(&str, &str, &str, &str)] = &[
     ("/incidents", "Incidents", "incidents", "read"),
     ("/findings", "Findings", "findings", "read"),
     ("/disclosures", "Disclosures", "disclosures", "read"),
+    ("/vendors", "Vendors", "vendors", "read"),
     ("/sla", "SLA clocks", "sla", "read"),
     ("/customers", "Customers", "customers", "read"),
     ("/keys", "API keys", "keys", "read"),

@@ -7,7 +7,6 @@
 //! error). Blobs that no record owns (a crash between writing a blob and inserting its
 //! record) are removed by the orphan sweep once they are older than [`ORPHAN_GRACE`].
 
-use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -17,8 +16,6 @@ use crate::customers::{MAX_DEMO_RETENTION_DAYS, MAX_PRODUCTION_RETENTION_DAYS};
 
 /// Images deleted per batch; the purge yields between batches so the API keeps answering.
 pub const BATCH: i64 = 500;
-/// Blob deletions in flight at once (local files or object-store requests).
-const BLOB_DELETES_AT_ONCE: usize = 16;
 /// A blob without a record is left alone this long (an upload may be between its two writes).
 pub const ORPHAN_GRACE: Millis = 15 * MINUTE;
 
@@ -74,15 +71,11 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
             })
             .collect::<Result<Vec<_>, _>>()?;
         // Every blob of the batch is gone before any of its records.
-        let deletions: Vec<_> = batch
+        let keys: Vec<String> = batch
             .iter()
-            .filter_map(|image| image.blob_key.as_ref())
-            .map(|key| state.blobs.delete(key))
+            .filter_map(|image| image.blob_key.clone())
             .collect();
-        futures_util::stream::iter(deletions)
-            .buffer_unordered(BLOB_DELETES_AT_ONCE)
-            .try_collect::<Vec<()>>()
-            .await?;
+        state.blobs.delete_many(keys).await?;
         let mut tx = state.db.begin().await?;
         for image in &batch {
             if crate::images::delete(&mut tx, &image.id).await? {
@@ -123,6 +116,7 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
     )
     .unwrap_or(i64::MAX);
     crate::authn::throttle::sweep(&mut tx, now, now - 24 * 60 * MINUTE).await?;
+    crate::api::demo::sweep(&mut tx, now).await?;
     let (production, demo) = oldest_ages(state, now).await?;
     report.oldest_production_age_ms = production;
     report.oldest_demo_age_ms = demo;
@@ -203,10 +197,17 @@ async fn sweep_orphans(state: &AppState, now: Millis) -> anyhow::Result<i64> {
             )
             .await?,
         );
-        for key in chunk.iter().filter(|key| !owned.contains(*key)) {
-            state.blobs.delete(key).await?;
-            removed += 1;
-        }
+        // So are vendors' DPA documents, as long as their record.
+        owned.extend(
+            crate::vendors::dpa::owned_blobs(&mut *state.db.pool.acquire().await?, chunk).await?,
+        );
+        let orphans: Vec<String> = chunk
+            .iter()
+            .filter(|key| !owned.contains(*key))
+            .cloned()
+            .collect();
+        removed += orphans.len() as i64;
+        state.blobs.delete_many(orphans).await?;
         tokio::task::yield_now().await;
     }
     Ok(removed)

@@ -345,3 +345,17 @@ pub async fn mfa_counts(db: &Db) -> Result<(i64, i64), sqlx::Error> {
     .await?;
     Ok((row.try_get("total")?, row.try_get("with_mfa")?))
 }
+
+/// Email addresses of enabled staff holding `role`, e.g. who hears about vendor escalations.
+pub async fn emails_with_role(
+    conn: &mut sqlx::AnyConnection,
+    role: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT s.email FROM staff s JOIN staff_roles r ON r.staff_id = s.id \
+         WHERE r.role = $1 AND s.disabled = 0 ORDER BY s.email",
+    )
+    .bind(role)
+    .fetch_all(conn)
+    .await
+}

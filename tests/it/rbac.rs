@@ -35,6 +35,8 @@ const ONCALL_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
 const SLA_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
 const DISCLOSURE_WORKERS: &[&str] = &["admin", "security"];
 const DISCLOSURE_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
+const VENDOR_KEEPERS: &[&str] = &["admin", "compliance"];
+const VENDOR_READERS: &[&str] = &["admin", "compliance", "auditor"];
 
 const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/healthz", Expect::Open),
@@ -218,6 +220,62 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
         "/disclosures/{id}/incident",
         Expect::Roles(DISCLOSURE_WORKERS),
     ),
+    ("GET", "/vendors", Expect::Roles(VENDOR_READERS)),
+    ("POST", "/vendors", Expect::Roles(VENDOR_KEEPERS)),
+    ("GET", "/vendors/new", Expect::Roles(VENDOR_KEEPERS)),
+    ("POST", "/vendors/import", Expect::Roles(VENDOR_KEEPERS)),
+    ("GET", "/vendors/{id}", Expect::Roles(VENDOR_READERS)),
+    ("GET", "/vendors/{id}/edit", Expect::Roles(VENDOR_KEEPERS)),
+    ("POST", "/vendors/{id}/edit", Expect::Roles(VENDOR_KEEPERS)),
+    ("POST", "/vendors/{id}/state", Expect::Roles(VENDOR_KEEPERS)),
+    (
+        "POST",
+        "/vendors/{id}/activate",
+        Expect::Roles(VENDOR_KEEPERS),
+    ),
+    ("GET", "/vendors/questions", Expect::Roles(VENDOR_READERS)),
+    ("POST", "/vendors/questions", Expect::Roles(VENDOR_KEEPERS)),
+    (
+        "POST",
+        "/vendors/questions/{qid}",
+        Expect::Roles(VENDOR_KEEPERS),
+    ),
+    ("GET", "/vendors/subscribers", Expect::Roles(VENDOR_READERS)),
+    (
+        "POST",
+        "/vendors/subscribers",
+        Expect::Roles(VENDOR_KEEPERS),
+    ),
+    ("GET", "/vendors/{id}/assess", Expect::Roles(VENDOR_KEEPERS)),
+    (
+        "POST",
+        "/vendors/{id}/assessments",
+        Expect::Roles(VENDOR_KEEPERS),
+    ),
+    (
+        "POST",
+        "/vendors/{id}/conditions/{cid}/done",
+        Expect::Roles(VENDOR_KEEPERS),
+    ),
+    ("POST", "/vendors/{id}/dpas", Expect::Roles(VENDOR_KEEPERS)),
+    (
+        "GET",
+        "/vendors/{id}/dpas/{dpa_id}",
+        Expect::Roles(VENDOR_READERS),
+    ),
+    (
+        "POST",
+        "/vendors/{id}/objections",
+        Expect::Roles(VENDOR_KEEPERS),
+    ),
+    ("GET", "/trust/subprocessors", Expect::OpenForm),
+    ("GET", "/trust/subprocessors.json", Expect::Open),
+    ("GET", "/trust/subprocessors.atom", Expect::Open),
+    ("POST", "/trust/subprocessors/subscribe", Expect::OpenForm),
+    ("GET", "/trust/subprocessors/confirm", Expect::OpenForm),
+    ("POST", "/trust/subprocessors/confirm", Expect::OpenForm),
+    ("GET", "/trust/subprocessors/unsubscribe", Expect::OpenForm),
+    ("POST", "/trust/subprocessors/unsubscribe", Expect::OpenForm),
 ];
 
 #[test]
@@ -268,6 +326,9 @@ fn concrete(path: &str) -> String {
         .replace("{file}", "00000000-0000-0000-0000-000000000000")
         // A status token nobody was given: the page answers 404, like any wrong token.
         .replace("{token}", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .replace("{cid}", "00000000-0000-0000-0000-000000000001")
+        .replace("{dpa_id}", "00000000-0000-0000-0000-000000000002")
+        .replace("{qid}", "q-no-such-question")
 }
 
 async fn send(
