@@ -234,8 +234,18 @@ struct DashboardPage {
     incidents: IncidentCard,
     record: Vec<RecordBar>,
     pentest: PentestCard,
+    disclosures: DisclosureCard,
     vendors: crate::vendors::RegisterStatus,
     upcoming: Vec<(&'static str, &'static str, &'static str)>,
+}
+
+/// Open disclosure reports, how many have a clock past its deadline, and the period's
+/// record of the three disclosure clocks.
+struct DisclosureCard {
+    open: i64,
+    overdue: i64,
+    met: i64,
+    breached: i64,
 }
 
 /// Open incidents by triage clock, and whether any triage clock of the period was breached.
@@ -305,6 +315,10 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
         crate::incidents::store::open_by_triage_state(&mut conn, now).await?;
     let triage = crate::incidents::store::triage_record(&mut conn, now, since).await?;
     let critical = crate::findings::critical_record(&mut conn, now, since).await?;
+    let (disclosures_open, disclosures_overdue) =
+        crate::disclosures::store::open_counts(&mut conn, now).await?;
+    let disclosure_record =
+        crate::sla::record(&mut conn, now, crate::sla::SubjectKind::Disclosure, since).await?;
     let vendors = crate::vendors::register_status(&mut conn, now).await?;
     drop(conn);
     let counts = sqlx::query(
@@ -369,21 +383,20 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
             RecordBar::new("PEN-1", "critical findings fixed within 72 h", critical, 1),
         ],
         pentest: PentestCard::new(pentest),
+        disclosures: DisclosureCard {
+            open: disclosures_open,
+            overdue: disclosures_overdue,
+            met: disclosure_record.met,
+            breached: disclosure_record.breached,
+        },
         vendors,
         active_keys: counts.try_get("keys")?,
         customers: counts.try_get("customers")?,
-        upcoming: vec![
-            (
-                "REV-1",
-                "Access reviews",
-                "Quarterly campaigns over staff roles and API keys.",
-            ),
-            (
-                "DSC-1",
-                "Disclosures",
-                "Acknowledgement, triage and fix clocks for researchers' reports.",
-            ),
-        ],
+        upcoming: vec![(
+            "REV-1",
+            "Access reviews",
+            "Quarterly campaigns over staff roles and API keys.",
+        )],
     })
 }
 
