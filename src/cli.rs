@@ -57,6 +57,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::findings::cli::FindingsCommand,
     },
+    /// Disclosures: the vulnerability-report inbox, with its clocks.
+    Disclosures {
+        #[command(subcommand)]
+        command: crate::disclosures::cli::DisclosuresCommand,
+    },
     /// Sub-processors: import a register CSV, list, show, activate through the gate.
     Vendors {
         #[command(subcommand)]
@@ -311,6 +316,12 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Findings { command } => {
             let db = open_db(&config).await?;
             let result = crate::findings::cli::run(&config, &db, command).await;
+            db.pool.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Disclosures { command } => {
+            let db = open_db(&config).await?;
+            let result = crate::disclosures::cli::run(&db, command).await;
             db.pool.close().await;
             result.map(|()| ExitCode::SUCCESS)
         }

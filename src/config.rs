@@ -145,6 +145,22 @@ pub struct Config {
     pub review_dormant_days: i64,
     /// When a review's revokes are carried out: `decision` (at once) or `sign_off`.
     pub review_execute: String,
+    /// Optional email address for vulnerability reports, listed in `security.txt` after
+    /// the report form.
+    pub disclosure_contact_email: String,
+    /// Reports accepted from one client network (IPv4 address, IPv6 /64) per hour.
+    pub disclosure_reports_per_hour: i64,
+    /// A Markdown file that replaces the built-in disclosure policy at `/security`; empty
+    /// = the built-in policy.
+    pub disclosure_policy_file: String,
+    /// Days ahead of now the `Expires:` of `security.txt` lies (RFC 9116: under a year).
+    pub security_txt_expires_days: i64,
+    /// `Preferred-Languages:` of `security.txt`, e.g. `en, de`.
+    pub security_txt_languages: String,
+    /// Optional `Encryption:` URL (an OpenPGP key) of `security.txt`.
+    pub security_txt_encryption: String,
+    /// Optional `Hiring:` URL of `security.txt`.
+    pub security_txt_hiring: String,
 }
 
 /// One webhook receiver. The signing secret is never in the file: `secret_env` names the
@@ -248,6 +264,13 @@ impl Default for Config {
             incident_escalation_minutes: 15,
             controller_notice_hours: 24,
             finding_remediation_hours: [72, 14 * 24, 30 * 24, 90 * 24],
+            disclosure_contact_email: String::new(),
+            disclosure_reports_per_hour: 5,
+            disclosure_policy_file: String::new(),
+            security_txt_expires_days: 180,
+            security_txt_languages: "en".into(),
+            security_txt_encryption: String::new(),
+            security_txt_hiring: String::new(),
             vendor_notice_days: 30,
             vendor_reassessment_months: [12, 24, 36],
             trust_requests_per_minute: 60,
@@ -417,6 +440,44 @@ impl Config {
             return Err(invalid(
                 "incident_escalation_minutes",
                 "must be between 1 and 1440",
+            ));
+        }
+        if !(1..=1000).contains(&self.disclosure_reports_per_hour) {
+            return Err(invalid(
+                "disclosure_reports_per_hour",
+                "must be between 1 and 1000",
+            ));
+        }
+        if !(1..=364).contains(&self.security_txt_expires_days) {
+            return Err(invalid(
+                "security_txt_expires_days",
+                "must be between 1 and 364 (RFC 9116: less than a year ahead)",
+            ));
+        }
+        if !self.disclosure_contact_email.trim().is_empty()
+            && crate::staff::model::Email::parse(&self.disclosure_contact_email).is_err()
+        {
+            return Err(invalid(
+                "disclosure_contact_email",
+                "must be an email address, or empty",
+            ));
+        }
+        for (key, value) in [
+            ("security_txt_encryption", &self.security_txt_encryption),
+            ("security_txt_hiring", &self.security_txt_hiring),
+        ] {
+            if !value.trim().is_empty() && !value.trim().starts_with("https://") {
+                return Err(invalid(key, "must be an https:// URL, or empty"));
+            }
+        }
+        if self
+            .security_txt_languages
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, ',' | ' ' | '-')))
+        {
+            return Err(invalid(
+                "security_txt_languages",
+                "must be language tags separated by commas, e.g. `en, de`",
             ));
         }
         if !(1..=10).contains(&self.trusted_proxy_hops) {

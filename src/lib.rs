@@ -39,6 +39,9 @@ pub mod customers;
 pub mod data_dir;
 /// Database pool over SQLite or PostgreSQL, migrations, error classification.
 pub mod db;
+/// The disclosure inbox (DSC-1, DSC-2): security.txt, the public report form, the
+/// researcher's status link, the staff inbox and its three SLA clocks.
+pub mod disclosures;
 /// Portal error type rendered as readable pages.
 pub mod error;
 /// Findings from pentests and disclosures with remediation clocks by severity, and the

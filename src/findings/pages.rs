@@ -281,6 +281,8 @@ struct DetailPage {
     asset: String,
     source: String,
     engagement_id: String,
+    /// (id, `DSC-n`) of the disclosure report this finding came from.
+    disclosure: Option<(String, String)>,
     confirmed: String,
     status: &'static str,
     raised_by: String,
@@ -312,6 +314,7 @@ async fn finding_detail_get(
         .await?
         .into_iter()
         .find(|c| c.name == super::REMEDIATION_CLOCK);
+    let disclosure = crate::disclosures::for_finding(&mut conn, &id).await?;
     html(&DetailPage {
         shell: Shell::new(&state, &visitor, "/findings")?,
         id: f.id.clone(),
@@ -324,6 +327,7 @@ async fn finding_detail_get(
         asset: f.asset.clone(),
         source: f.source.clone(),
         engagement_id: f.engagement_id.clone().unwrap_or_default(),
+        disclosure,
         confirmed: format_ms(f.confirmed_at),
         status: f.status.as_str(),
         raised_by: f.raised_by.clone(),

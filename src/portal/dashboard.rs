@@ -236,8 +236,18 @@ struct DashboardPage {
     pentest: PentestCard,
     /// REV-1: the newest access-review campaign, if any.
     review: Option<crate::reviews::CardStatus>,
+    disclosures: DisclosureCard,
     vendors: crate::vendors::RegisterStatus,
     upcoming: Vec<(&'static str, &'static str, &'static str)>,
+}
+
+/// Open disclosure reports, how many have a clock past its deadline, and the period's
+/// record of the three disclosure clocks.
+struct DisclosureCard {
+    open: i64,
+    overdue: i64,
+    met: i64,
+    breached: i64,
 }
 
 /// Open incidents by triage clock, and whether any triage clock of the period was breached.
@@ -309,6 +319,10 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
     let critical = crate::findings::critical_record(&mut conn, now, since).await?;
     let review_settings = crate::reviews::Settings::from_config(&state.config);
     let review = crate::reviews::card_status(&mut conn, &review_settings, now).await?;
+    let (disclosures_open, disclosures_overdue) =
+        crate::disclosures::store::open_counts(&mut conn, now).await?;
+    let disclosure_record =
+        crate::sla::record(&mut conn, now, crate::sla::SubjectKind::Disclosure, since).await?;
     let vendors = crate::vendors::register_status(&mut conn, now).await?;
     drop(conn);
     let counts = sqlx::query(
@@ -374,14 +388,16 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
         ],
         pentest: PentestCard::new(pentest),
         review,
+        disclosures: DisclosureCard {
+            open: disclosures_open,
+            overdue: disclosures_overdue,
+            met: disclosure_record.met,
+            breached: disclosure_record.breached,
+        },
         vendors,
         active_keys: counts.try_get("keys")?,
         customers: counts.try_get("customers")?,
-        upcoming: vec![(
-            "DSC-1",
-            "Disclosures",
-            "Acknowledgement, triage and fix clocks for researchers' reports.",
-        )],
+        upcoming: Vec::new(),
     })
 }
 

@@ -106,6 +106,9 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::findings::pages::routes());
     routes.extend(crate::findings::engagements::pages::routes());
     routes.extend(crate::reviews::pages::routes());
+    routes.extend(crate::disclosures::pages::routes());
+    routes.extend(crate::disclosures::public::routes());
+    routes.extend(crate::disclosures::policy::routes());
     routes.extend(crate::vendors::pages::routes());
     routes.extend(crate::vendors::public::routes());
     routes

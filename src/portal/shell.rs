@@ -29,6 +29,7 @@ const NAV: &[(&str, &str, &str, &str)] = &[
     ("/", "Dashboard", "dashboard", "read"),
     ("/incidents", "Incidents", "incidents", "read"),
     ("/findings", "Findings", "findings", "read"),
+    ("/disclosures", "Disclosures", "disclosures", "read"),
     ("/vendors", "Vendors", "vendors", "read"),
     ("/sla", "SLA clocks", "sla", "read"),
     ("/reviews", "Access reviews", "reviews", "read"),

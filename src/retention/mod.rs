@@ -153,7 +153,7 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
     Ok(report)
 }
 
-/// Removes blobs that no image record (nor pentest engagement) points at and that are older
+/// Removes blobs that no image record (nor pentest engagement, nor disclosure attachment) points at and that are older
 /// than the grace period.
 async fn sweep_orphans(state: &AppState, now: Millis) -> anyhow::Result<i64> {
     let candidates: Vec<String> = state
@@ -184,6 +184,14 @@ async fn sweep_orphans(state: &AppState, now: Millis) -> anyhow::Result<i64> {
         // Pentest reports share the blob store; they are kept as long as their engagement.
         owned.extend(
             crate::findings::engagements::owned_report_blobs(
+                &mut *state.db.pool.acquire().await?,
+                chunk,
+            )
+            .await?,
+        );
+        // So are the files researchers attach to disclosure reports.
+        owned.extend(
+            crate::disclosures::attachments::owned_blobs(
                 &mut *state.db.pool.acquire().await?,
                 chunk,
             )

@@ -10,6 +10,7 @@ mod cli;
 mod contract;
 mod crash;
 mod demo_storage;
+mod disclosures;
 mod findings;
 mod incidents;
 mod isolation;
