@@ -57,6 +57,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::findings::cli::FindingsCommand,
     },
+    /// Monitoring alerts raised by the detectors and Alertmanager.
+    Alerts {
+        #[command(subcommand)]
+        command: crate::alerts::cli::AlertsCommand,
+    },
     /// Incidents: open, list, show.
     Incidents {
         #[command(subcommand)]
@@ -301,6 +306,12 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
         Command::Findings { command } => {
             let db = open_db(&config).await?;
             let result = crate::findings::cli::run(&config, &db, command).await;
+            db.pool.close().await;
+            result.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Alerts { command } => {
+            let db = open_db(&config).await?;
+            let result = crate::alerts::cli::run(&db, command).await;
             db.pool.close().await;
             result.map(|()| ExitCode::SUCCESS)
         }

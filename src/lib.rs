@@ -7,6 +7,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+/// Monitoring (MON-1): traffic and login-failure counters, anomaly detectors, alerts that
+/// open incidents, Alertmanager intake.
+pub mod alerts;
 /// The customer processing API: /v1 (X-API-Key), /demo (per-network limit, storage quota), OpenAPI.
 pub mod api;
 /// Application state and router assembly.
@@ -17,6 +20,8 @@ pub mod audit;
 pub mod authn;
 /// Casbin RBAC over roles held in the database.
 pub mod authz;
+/// Server-rendered, accessible SVG charts (title, axis labels, data-table fallback).
+pub mod chart;
 /// AES-256-GCM encrypted backups, restore, ledger and restore tests (BAK-1).
 pub mod backup;
 /// Image sanitising and face detection under hard limits, in confined worker processes.
