@@ -253,7 +253,8 @@ pub async fn false_positives_by_detector(
 ) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT detector, COUNT(*) AS total, \
-         SUM(CASE WHEN state = 'false_positive' THEN 1 ELSE 0 END) AS false_positives \
+         CAST(SUM(CASE WHEN state = 'false_positive' THEN 1 ELSE 0 END) AS BIGINT) \
+         AS false_positives \
          FROM alerts GROUP BY detector",
     )
     .fetch_all(conn)

@@ -549,7 +549,7 @@ async fn window_sums(
     expression: &'static str,
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
     let rows = sqlx::query(&format!(
-        "SELECT subject, SUM({expression}) AS total FROM signal_minutes \
+        "SELECT subject, CAST(SUM({expression}) AS BIGINT) AS total FROM signal_minutes \
          WHERE kind = $1 AND minute_start > $2 AND minute_start <= $3 GROUP BY subject"
     ))
     .bind(kind.as_str())
