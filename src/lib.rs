@@ -20,14 +20,14 @@ pub mod audit;
 pub mod authn;
 /// Casbin RBAC over roles held in the database.
 pub mod authz;
-/// Server-rendered, accessible SVG charts (title, axis labels, data-table fallback).
-pub mod chart;
 /// AES-256-GCM encrypted backups, restore, ledger and restore tests (BAK-1).
 pub mod backup;
 /// Image sanitising and face detection under hard limits, in confined worker processes.
 pub mod biometric;
 /// Encrypted image storage (AES-256-GCM) behind object_store.
 pub mod blobs;
+/// Server-rendered, accessible SVG charts (title, axis labels, data-table fallback).
+pub mod chart;
 /// Command-line interface: serve, migrate, admin, audit.
 pub mod cli;
 /// A client address's network (IPv4 /32, IPv6 /64), the key of per-client limits.

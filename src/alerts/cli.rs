@@ -62,7 +62,10 @@ pub async fn list(db: &Db, state: Option<&str>, limit: i64, as_json: bool) -> an
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({ "total": total, "alerts": rows }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "total": total, "alerts": rows }))?
+        );
     } else if alerts.is_empty() {
         println!("No alerts.");
     } else {

@@ -88,12 +88,7 @@ pub fn rate_spike(baseline: &Ewma, requests: i64, t: &Thresholds) -> Option<Verd
 /// `error_min_share_rise` above the key's baseline share and `z_score` spreads above it (the
 /// spread never below the binomial spread of the minute's share), with at least
 /// `error_min_requests` requests in the minute.
-pub fn error_spike(
-    baseline: &Ewma,
-    requests: i64,
-    errors: i64,
-    t: &Thresholds,
-) -> Option<Verdict> {
+pub fn error_spike(baseline: &Ewma, requests: i64, errors: i64, t: &Thresholds) -> Option<Verdict> {
     if baseline.samples < t.warmup_minutes || requests < t.error_min_requests || requests == 0 {
         return None;
     }
@@ -323,7 +318,11 @@ mod tests {
     #[test]
     fn prefix_guessing_needs_several_networks() {
         let t = Thresholds::default();
-        assert_eq!(key_guess_prefix(&[500], &t), None, "one network is the other detector");
+        assert_eq!(
+            key_guess_prefix(&[500], &t),
+            None,
+            "one network is the other detector"
+        );
         assert_eq!(key_guess_prefix(&[4, 3, 3], &t), Some(10));
         assert_eq!(key_guess_prefix(&[3, 3, 3], &t), None);
         assert_eq!(key_guess_prefix(&[5, 5, 0], &t), None);

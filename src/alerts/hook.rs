@@ -167,7 +167,9 @@ async fn alertmanager_post(
             StatusCode::BAD_REQUEST,
             "malformed",
             "Malformed request",
-            format!("Each alert needs a fingerprint (at most 64 characters); at most {MAX_ALERTS} alerts per call."),
+            format!(
+                "Each alert needs a fingerprint (at most 64 characters); at most {MAX_ALERTS} alerts per call."
+            ),
         );
     }
     match intake(&state, &ctx, &payload).await {
@@ -185,7 +187,11 @@ async fn alertmanager_post(
 }
 
 fn severity_of(labels: &BTreeMap<String, String>) -> Severity {
-    match labels.get("severity").map(|s| s.to_ascii_lowercase()).as_deref() {
+    match labels
+        .get("severity")
+        .map(|s| s.to_ascii_lowercase())
+        .as_deref()
+    {
         Some("critical") | Some("page") => Severity::Sev2,
         Some("warning") => Severity::Sev3,
         _ => Severity::Sev4,

@@ -261,7 +261,10 @@ async fn page_on_call(
 ) -> Result<(), AlertError> {
     use askama::Template;
     let Some(staff_id) = &incident.oncall_staff_id else {
-        tracing::warn!(incident = incident.number, "alert opened an incident but nobody is on call");
+        tracing::warn!(
+            incident = incident.number,
+            "alert opened an incident but nobody is on call"
+        );
         return Ok(());
     };
     let Some(person) = crate::oncall::person(conn, staff_id).await? else {
@@ -302,7 +305,11 @@ async fn page_on_call(
     crate::notify::enqueue(
         conn,
         &person.email,
-        &format!("[trustplane] Alert: INC-{} {}", incident.number, crate::web::clip(&alert.summary, 120)),
+        &format!(
+            "[trustplane] Alert: INC-{} {}",
+            incident.number,
+            crate::web::clip(&alert.summary, 120)
+        ),
         &text,
         &html,
         &format!("incident:{}", incident.id),

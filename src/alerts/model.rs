@@ -264,7 +264,10 @@ impl Thresholds {
             ));
         }
         if self.login_window_minutes > 24 * 60 || self.demo_window_minutes > 24 * 60 {
-            return Err(("login_window_minutes", "windows are at most 1440 minutes".into()));
+            return Err((
+                "login_window_minutes",
+                "windows are at most 1440 minutes".into(),
+            ));
         }
         Ok(())
     }
@@ -272,22 +275,86 @@ impl Thresholds {
     /// Each threshold as (name, value, meaning), for the settings page.
     pub fn rows(&self) -> Vec<(&'static str, String, &'static str)> {
         vec![
-            ("ewma_alpha", self.ewma_alpha.to_string(), "weight of the newest minute in the baselines"),
-            ("z_score", self.z_score.to_string(), "standard deviations above the baseline that count as a spike"),
-            ("warmup_minutes", self.warmup_minutes.to_string(), "history a key needs before its baselines are trusted"),
-            ("rate_min_requests", self.rate_min_requests.to_string(), "requests per minute before a rate spike can fire"),
-            ("error_min_requests", self.error_min_requests.to_string(), "requests per minute before an error spike can fire"),
-            ("error_min_share_rise", self.error_min_share_rise.to_string(), "rise of the error share over its baseline"),
-            ("guess_min_401", self.guess_min_401.to_string(), "401s per minute from one network"),
-            ("prefix_min_networks", self.prefix_min_networks.to_string(), "networks refused for one key prefix in a minute"),
-            ("prefix_min_401", self.prefix_min_401.to_string(), "401s per minute for one key prefix"),
-            ("login_account_failures", self.login_account_failures.to_string(), "failed logins per account in the login window"),
-            ("login_network_failures", self.login_network_failures.to_string(), "failed logins per network in the login window"),
-            ("login_window_minutes", self.login_window_minutes.to_string(), "login window"),
-            ("demo_limited_minutes", self.demo_limited_minutes.to_string(), "minutes at the demo limit in the demo window"),
-            ("demo_window_minutes", self.demo_window_minutes.to_string(), "demo window"),
-            ("dormant_days", self.dormant_days.to_string(), "silence after which use from a new network alerts"),
-            ("dedupe_minutes", self.dedupe_minutes.to_string(), "repeat firings within this time add to the first alert"),
+            (
+                "ewma_alpha",
+                self.ewma_alpha.to_string(),
+                "weight of the newest minute in the baselines",
+            ),
+            (
+                "z_score",
+                self.z_score.to_string(),
+                "standard deviations above the baseline that count as a spike",
+            ),
+            (
+                "warmup_minutes",
+                self.warmup_minutes.to_string(),
+                "history a key needs before its baselines are trusted",
+            ),
+            (
+                "rate_min_requests",
+                self.rate_min_requests.to_string(),
+                "requests per minute before a rate spike can fire",
+            ),
+            (
+                "error_min_requests",
+                self.error_min_requests.to_string(),
+                "requests per minute before an error spike can fire",
+            ),
+            (
+                "error_min_share_rise",
+                self.error_min_share_rise.to_string(),
+                "rise of the error share over its baseline",
+            ),
+            (
+                "guess_min_401",
+                self.guess_min_401.to_string(),
+                "401s per minute from one network",
+            ),
+            (
+                "prefix_min_networks",
+                self.prefix_min_networks.to_string(),
+                "networks refused for one key prefix in a minute",
+            ),
+            (
+                "prefix_min_401",
+                self.prefix_min_401.to_string(),
+                "401s per minute for one key prefix",
+            ),
+            (
+                "login_account_failures",
+                self.login_account_failures.to_string(),
+                "failed logins per account in the login window",
+            ),
+            (
+                "login_network_failures",
+                self.login_network_failures.to_string(),
+                "failed logins per network in the login window",
+            ),
+            (
+                "login_window_minutes",
+                self.login_window_minutes.to_string(),
+                "login window",
+            ),
+            (
+                "demo_limited_minutes",
+                self.demo_limited_minutes.to_string(),
+                "minutes at the demo limit in the demo window",
+            ),
+            (
+                "demo_window_minutes",
+                self.demo_window_minutes.to_string(),
+                "demo window",
+            ),
+            (
+                "dormant_days",
+                self.dormant_days.to_string(),
+                "silence after which use from a new network alerts",
+            ),
+            (
+                "dedupe_minutes",
+                self.dedupe_minutes.to_string(),
+                "repeat firings within this time add to the first alert",
+            ),
         ]
     }
 }

@@ -151,9 +151,7 @@ async fn alert_list_get(
         pages,
         prev_link: (page > 1).then(|| link(page - 1)),
         next_link: (page < pages).then(|| link(page + 1)),
-        can_settings: state
-            .authz
-            .allows(&session.roles, "alert_settings", "read"),
+        can_settings: state.authz.allows(&session.roles, "alert_settings", "read"),
     })
 }
 
@@ -201,7 +199,13 @@ pub fn evidence_chart(alert: &Alert) -> Option<Chart> {
         x_labels: e
             .series
             .iter()
-            .map(|(at, _)| crate::clock::format_ms(*at).chars().skip(11).take(5).collect())
+            .map(|(at, _)| {
+                crate::clock::format_ms(*at)
+                    .chars()
+                    .skip(11)
+                    .take(5)
+                    .collect()
+            })
             .collect(),
         series: vec![Series {
             name: e.metric.clone(),
@@ -219,7 +223,9 @@ async fn alert_detail_get(
 ) -> AppResult<Html<String>> {
     let session = visitor.session()?;
     let mut conn = state.db.pool.acquire().await?;
-    let alert = store::find(&mut conn, &id).await?.ok_or(AppError::NotFound)?;
+    let alert = store::find(&mut conn, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     drop(conn);
     let e = &alert.evidence;
     let chart = evidence_chart(&alert);
@@ -230,7 +236,9 @@ async fn alert_detail_get(
         at: format_ms(e.at),
         value: number(e.value),
         baseline: match (e.baseline_mean, e.baseline_sd) {
-            (Some(m), Some(sd)) => format!("mean {} (standard deviation {})", number(m), number(sd)),
+            (Some(m), Some(sd)) => {
+                format!("mean {} (standard deviation {})", number(m), number(sd))
+            }
             _ => "—".into(),
         },
         z_score: e.z_score.map(number).unwrap_or_else(|| "—".into()),

@@ -175,7 +175,10 @@ pub struct CallerSlot(pub Arc<Mutex<ApiCaller>>);
 
 impl CallerSlot {
     pub fn set(&self, caller: ApiCaller) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = caller;
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = caller;
     }
 
     pub fn get(&self) -> ApiCaller {
@@ -273,7 +276,13 @@ impl SignalTally {
             .and_then(network_of)
             .unwrap_or_else(|| "unknown".into());
         let mut pending = self.lock();
-        self.add(&mut pending, Kind::LoginAccount, account_key.to_owned(), now, one);
+        self.add(
+            &mut pending,
+            Kind::LoginAccount,
+            account_key.to_owned(),
+            now,
+            one,
+        );
         self.add(&mut pending, Kind::LoginNet, network, now, one);
     }
 
@@ -337,9 +346,8 @@ async fn upsert_counts(
     rows: &[(&str, &str, Millis, Counts)],
 ) -> Result<(), sqlx::Error> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = format!(
-            "INSERT INTO {table} (kind, subject, {time_column}, {COUNT_COLUMNS}) VALUES "
-        );
+        let mut sql =
+            format!("INSERT INTO {table} (kind, subject, {time_column}, {COUNT_COLUMNS}) VALUES ");
         for i in 0..chunk.len() {
             let base = i * 12;
             let params: Vec<String> = (1..=12).map(|n| format!("${}", base + n)).collect();
@@ -350,7 +358,9 @@ async fn upsert_counts(
             sql.push_str(&params.join(", "));
             sql.push(')');
         }
-        sql.push_str(&format!(" ON CONFLICT (kind, subject, {time_column}) DO UPDATE SET "));
+        sql.push_str(&format!(
+            " ON CONFLICT (kind, subject, {time_column}) DO UPDATE SET "
+        ));
         let updates: Vec<String> = COUNT_COLUMNS
             .split(", ")
             .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
@@ -430,7 +440,10 @@ mod tests {
 
     #[test]
     fn networks_keep_no_full_address() {
-        assert_eq!(network_of("203.0.113.77").as_deref(), Some("203.0.113.0/24"));
+        assert_eq!(
+            network_of("203.0.113.77").as_deref(),
+            Some("203.0.113.0/24")
+        );
         assert_eq!(
             network_of("::ffff:198.51.100.9").as_deref(),
             Some("198.51.100.0/24")
@@ -465,11 +478,7 @@ mod tests {
             2
         );
         assert_eq!(
-            pending.counts[&(
-                Kind::Prefix401,
-                "tp_live_abcdefgh 203.0.113.0/24".into(),
-                0
-            )]
+            pending.counts[&(Kind::Prefix401, "tp_live_abcdefgh 203.0.113.0/24".into(), 0)]
                 .requests,
             2
         );

@@ -154,13 +154,11 @@ pub async fn seen_again(
     id: &str,
     now: Millis,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE alerts SET last_seen_at = $1, occurrences = occurrences + 1 WHERE id = $2",
-    )
-    .bind(now)
-    .bind(id)
-    .execute(conn)
-    .await?;
+    sqlx::query("UPDATE alerts SET last_seen_at = $1, occurrences = occurrences + 1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

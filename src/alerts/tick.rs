@@ -45,13 +45,12 @@ pub async fn run(state: &AppState) -> anyhow::Result<TickReport> {
     state.signals.flush(&state.db).await?;
     let now = state.now();
     let last_complete = minute_of(now - GRACE) - MINUTE;
-    let done: Option<Millis> =
-        sqlx::query("SELECT minute FROM alert_progress WHERE name = $1")
-            .bind(PROGRESS)
-            .fetch_optional(&state.db.pool)
-            .await?
-            .map(|r| r.try_get("minute"))
-            .transpose()?;
+    let done: Option<Millis> = sqlx::query("SELECT minute FROM alert_progress WHERE name = $1")
+        .bind(PROGRESS)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .map(|r| r.try_get("minute"))
+        .transpose()?;
     let first = done
         .map(|d| d + MINUTE)
         .unwrap_or(last_complete - 9 * MINUTE)
@@ -155,7 +154,10 @@ async fn evaluate_minute(
                     firings.push(error_firing(subject, v, t));
                 }
                 let share = counts.errors() as f64 / counts.requests as f64;
-                b.share.update(share.min(b.share.mean + t.error_min_share_rise), t.ewma_alpha);
+                b.share.update(
+                    share.min(b.share.mean + t.error_min_share_rise),
+                    t.ewma_alpha,
+                );
             }
             b.count.update(folded, t.ewma_alpha);
             b.last_minute = minute;
@@ -165,7 +167,11 @@ async fn evaluate_minute(
 
     // Prefixes refused from several networks.
     let mut per_prefix: HashMap<&str, Vec<(String, i64)>> = HashMap::new();
-    for (subject, counts) in by_kind.get(Kind::Prefix401.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
+    for (subject, counts) in by_kind
+        .get(Kind::Prefix401.as_str())
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
         if let Some((prefix, network)) = subject.split_once(' ') {
             per_prefix
                 .entry(prefix)
@@ -204,13 +210,22 @@ async fn evaluate_minute(
 
     // Staff login failures.
     for (kind, threshold, detector) in [
-        (Kind::LoginAccount, t.login_account_failures, Detector::LoginAccount),
-        (Kind::LoginNet, t.login_network_failures, Detector::LoginNetwork),
+        (
+            Kind::LoginAccount,
+            t.login_account_failures,
+            Detector::LoginAccount,
+        ),
+        (
+            Kind::LoginNet,
+            t.login_network_failures,
+            Detector::LoginNetwork,
+        ),
     ] {
         let Some(seen) = by_kind.get(kind.as_str()) else {
             continue;
         };
-        let totals = window_sums(&mut conn, kind, minute, t.login_window_minutes, "requests").await?;
+        let totals =
+            window_sums(&mut conn, kind, minute, t.login_window_minutes, "requests").await?;
         for (subject, counts) in seen {
             let total = totals.get(subject).copied().unwrap_or(0);
             if detect::login_failures(total, counts.requests, threshold) {
@@ -336,10 +351,7 @@ async fn evaluate_minute(
     drop(conn);
 
     for mut firing in firings {
-        if matches!(
-            firing.detector,
-            Detector::RateSpike | Detector::ErrorSpike
-        ) {
+        if matches!(firing.detector, Detector::RateSpike | Detector::ErrorSpike) {
             let label = {
                 let mut conn = pool.acquire().await?;
                 key_label(&mut conn, &firing.series_subject).await?

@@ -129,7 +129,9 @@ async fn key_detail_get(
 ) -> AppResult<Html<String>> {
     let now = state.now();
     let mut conn = state.db.pool.acquire().await?;
-    let key = store::find(&mut *conn, &id).await?.ok_or(AppError::NotFound)?;
+    let key = store::find(&mut *conn, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let mut charts = Vec::new();
     for (hours, chart_id, title) in [
         (24, "traffic-24h", "Traffic in the last 24 hours"),

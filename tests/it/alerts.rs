@@ -182,7 +182,12 @@ async fn a_flood_of_forged_keys_from_one_network_opens_one_alert_and_one_inciden
     assert!(page.contains("<title id=\"evidence-title\">"));
     assert!(page.contains("Data table of the chart"));
     assert!(page.contains("10000"), "the firing minute's value: {page}");
-    let list = app.get(&client, "/alerts?state=open").await.text().await.unwrap();
+    let list = app
+        .get(&client, "/alerts?state=open")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(list.contains(&alert_id[..8]));
 
     // The on-call person gets the page through the outbox and a real SMTP server.
@@ -211,7 +216,10 @@ async fn steady_refusals_below_the_minimum_raise_nothing(backend: Backend) {
     }
     app.clock.set(T0 + 5 * MINUTE + 5 * SECOND);
     let counts = run_job(&app, "alerts_detect").await;
-    assert!(counts["minutes_evaluated"].as_i64().unwrap() >= 5, "{counts}");
+    assert!(
+        counts["minutes_evaluated"].as_i64().unwrap() >= 5,
+        "{counts}"
+    );
     assert_eq!(counts["alerts_raised"], 0, "{counts}");
     assert_eq!(app.count("SELECT COUNT(*) FROM incidents").await, 0);
 }
@@ -313,11 +321,15 @@ async fn alertmanager_webhooks_open_deduplicate_and_resolve_incidents(backend: B
     assert_eq!(severity, "SEV2", "severity=critical");
 
     // Resolved: the alert is resolved and the incident's timeline says so.
-    let report: serde_json::Value = hook(&app, Some(TOKEN), payload("resolved", "a1b2c3d4e5f60718").to_string())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let report: serde_json::Value = hook(
+        &app,
+        Some(TOKEN),
+        payload("resolved", "a1b2c3d4e5f60718").to_string(),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(report["resolved"], 1);
     assert_eq!(
         app.count("SELECT COUNT(*) FROM alerts WHERE state = 'resolved'")
@@ -397,7 +409,10 @@ async fn a_false_positive_needs_a_reason_and_is_counted_on_the_settings_page(bac
             &client,
             &page,
             &format!("/alerts/{alert_id}/state"),
-            &[("state", "false_positive"), ("reason", "planned retention test")],
+            &[
+                ("state", "false_positive"),
+                ("reason", "planned retention test"),
+            ],
         )
         .await;
     assert!(response.status().is_redirection() || response.status().is_success());
@@ -413,7 +428,10 @@ async fn a_false_positive_needs_a_reason_and_is_counted_on_the_settings_page(bac
         .text()
         .await
         .unwrap();
-    assert!(settings.contains(r#"data-false-positives="alertmanager">1<"#), "{settings}");
+    assert!(
+        settings.contains(r#"data-false-positives="alertmanager">1<"#),
+        "{settings}"
+    );
     assert!(settings.contains(r#"data-threshold="z_score">6<"#));
 }
 both_backends!(a_false_positive_needs_a_reason_and_is_counted_on_the_settings_page);
@@ -528,8 +546,14 @@ async fn alertmanager_end_to_end() {
     }
     let _alertmanager = Kill(
         Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", dir.path().join("alertmanager.yml").display()))
-            .arg(format!("--storage.path={}", dir.path().join("am").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("alertmanager.yml").display()
+            ))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("am").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
@@ -539,8 +563,14 @@ async fn alertmanager_end_to_end() {
     );
     let _prometheus = Kill(
         Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -561,10 +591,11 @@ async fn alertmanager_end_to_end() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    let label: String = sqlx::query("SELECT subject_label FROM alerts WHERE source = 'alertmanager'")
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap()
-        .get("subject_label");
+    let label: String =
+        sqlx::query("SELECT subject_label FROM alerts WHERE source = 'alertmanager'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap()
+            .get("subject_label");
     assert_eq!(label, "TrustplaneScraped");
 }

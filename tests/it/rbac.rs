@@ -94,7 +94,11 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/alerts", Expect::Roles(INCIDENT_READERS)),
     ("GET", "/alerts/settings", Expect::Roles(ADMIN_AUDITOR)),
     ("GET", "/alerts/{id}", Expect::Roles(INCIDENT_READERS)),
-    ("POST", "/alerts/{id}/state", Expect::Roles(INCIDENT_WORKERS)),
+    (
+        "POST",
+        "/alerts/{id}/state",
+        Expect::Roles(INCIDENT_WORKERS),
+    ),
     ("GET", "/incidents", Expect::Roles(INCIDENT_READERS)),
     ("GET", "/incidents/new", Expect::Roles(INCIDENT_WORKERS)),
     ("POST", "/incidents", Expect::Roles(INCIDENT_WORKERS)),
