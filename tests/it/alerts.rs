@@ -599,3 +599,127 @@ async fn alertmanager_end_to_end() {
             .get("subject_label");
     assert_eq!(label, "TrustplaneScraped");
 }
+
+/// Feeds the tally directly (as the request layer does) and runs the job every ten minutes
+/// of manual time, the way the scheduler would catch up.
+async fn feed_minutes(
+    app: &TestApp,
+    minutes: std::ops::Range<i64>,
+    per_minute: impl Fn(i64) -> Vec<(Option<&'static str>, trustplane::alerts::signals::ApiCaller, bool, u16)>,
+) -> serde_json::Value {
+    let mut raised = serde_json::json!({});
+    for minute in minutes {
+        for (ip, caller, demo, status) in per_minute(minute) {
+            app.state
+                .signals
+                .record_api(T0 + minute * MINUTE + SECOND, ip, caller, demo, status, 100);
+        }
+        if minute % 10 == 9 {
+            app.clock.set(T0 + (minute + 1) * MINUTE + 5 * SECOND);
+            raised = run_job(app, "alerts_detect").await;
+        }
+    }
+    raised
+}
+
+async fn a_key_spiking_against_its_own_baseline_alerts_after_its_warm_up(backend: Backend) {
+    use trustplane::alerts::signals::ApiCaller;
+    let app = spawn_app(backend).await;
+    let customer = app.create_customer("Acme", "live", 0).await;
+    let (key_id, _) = app.issue_key(&customer, "faces:detect").await;
+    let steady = |_m: i64| {
+        (0..40)
+            .map(|_| (Some("203.0.113.9"), ApiCaller::Key(key_id.clone()), false, 200))
+            .collect::<Vec<_>>()
+    };
+    // Two hours of 40 requests a minute: silent.
+    feed_minutes(&app, 0..120, steady).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM alerts").await, 0);
+    // Then 900 in one minute.
+    let counts = feed_minutes(&app, 120..130, |m| {
+        let n = if m == 125 { 900 } else { 40 };
+        (0..n)
+            .map(|_| (Some("203.0.113.9"), ApiCaller::Key(key_id.clone()), false, 200))
+            .collect()
+    })
+    .await;
+    assert_eq!(counts["alerts_raised"], 1, "{counts}");
+    let row = sqlx::query("SELECT detector, subject_label, evidence FROM alerts")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<String, _>("detector"), "rate_spike");
+    let label: String = row.get("subject_label");
+    assert!(label.starts_with("key tp_live_") && label.ends_with("of Acme"), "{label}");
+    let evidence: serde_json::Value =
+        serde_json::from_str(&row.get::<String, _>("evidence")).unwrap();
+    assert_eq!(evidence["value"], 900.0);
+    assert!((evidence["baseline_mean"].as_f64().unwrap() - 40.0).abs() < 1.0);
+}
+both_backends!(a_key_spiking_against_its_own_baseline_alerts_after_its_warm_up);
+
+async fn a_dormant_key_used_from_a_new_network_alerts_but_not_from_a_known_one(backend: Backend) {
+    use trustplane::alerts::signals::ApiCaller;
+    let app = spawn_app(backend).await;
+    let customer = app.create_customer("Acme", "live", 0).await;
+    let (key_id, _) = app.issue_key(&customer, "faces:detect").await;
+    let use_from = |ip: &'static str, at: i64| {
+        app.state
+            .signals
+            .record_api(at, Some(ip), ApiCaller::Key(key_id.clone()), false, 200, 10);
+    };
+    use_from("203.0.113.9", T0);
+    app.clock.set(T0 + MINUTE + 5 * SECOND);
+    run_job(&app, "alerts_detect").await;
+    // 30 days less a minute later, from a new network: not dormant yet.
+    let early = T0 + 30 * DAY - MINUTE;
+    use_from("198.51.100.7", early);
+    app.clock.set(early + MINUTE + 5 * SECOND);
+    assert_eq!(run_job(&app, "alerts_detect").await["alerts_raised"], 0);
+    // 31 days after that, from the known network: no alert; from a third network: one.
+    let late = early + 31 * DAY;
+    use_from("198.51.100.8", late);
+    app.clock.set(late + MINUTE + 5 * SECOND);
+    assert_eq!(run_job(&app, "alerts_detect").await["alerts_raised"], 0);
+    let later = late + 31 * DAY;
+    use_from("192.0.2.44", later);
+    app.clock.set(later + MINUTE + 5 * SECOND);
+    let counts = run_job(&app, "alerts_detect").await;
+    assert_eq!(counts["alerts_raised"], 1, "{counts}");
+    let summary: String = sqlx::query("SELECT summary FROM alerts WHERE detector = 'dormant_key'")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+        .get("summary");
+    assert!(summary.contains("192.0.2.0/24") && summary.contains("31 days"), "{summary}");
+    assert!(!summary.contains("192.0.2.44"));
+}
+both_backends!(a_dormant_key_used_from_a_new_network_alerts_but_not_from_a_known_one);
+
+async fn a_network_held_at_the_demo_limit_for_ten_minutes_alerts(backend: Backend) {
+    use trustplane::alerts::signals::ApiCaller;
+    let app = spawn_app(backend).await;
+    let counts = feed_minutes(&app, 0..20, |m| {
+        // Limited in minutes 0..9 (nine minutes: silent), then again from minute 10.
+        let limited = m != 9;
+        let mut answers = vec![(Some("203.0.113.50"), ApiCaller::Unknown, true, 200); 10];
+        if limited {
+            answers.push((Some("203.0.113.50"), ApiCaller::Unknown, true, 429));
+        }
+        answers
+    })
+    .await;
+    assert_eq!(counts["alerts_raised"], 1, "{counts}");
+    let at: i64 = sqlx::query("SELECT evidence FROM alerts WHERE detector = 'demo_abuse'")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.get::<String, _>("evidence")).unwrap()["at"]
+                .as_i64()
+                .unwrap()
+        })
+        .unwrap();
+    // Minutes 0..8 and 10 make ten limited minutes within the last fifteen at minute 10.
+    assert_eq!(at, T0 + 10 * MINUTE);
+}
+both_backends!(a_network_held_at_the_demo_limit_for_ten_minutes_alerts);
