@@ -5,11 +5,14 @@
 //! `alert` (or adds to the open incident of the same subject), which starts the triage clock;
 //! the person on call is paged by email. The portal pages and the CLI share these operations.
 
+mod baselines;
 pub mod cli;
 pub mod detect;
+mod firing;
 pub mod hook;
 pub mod model;
 pub mod pages;
+mod signal_store;
 pub mod signals;
 pub mod store;
 pub mod tick;

@@ -13,13 +13,17 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
-use crate::clock::{DAY, HOUR, MINUTE, Millis};
+pub use super::signal_store::purge;
+use crate::clock::{DAY, MINUTE, Millis};
 use crate::db::Db;
 
 /// Hourly rows are kept this long.
 pub const HOUR_ROWS_KEPT: Millis = 90 * DAY;
+/// A baseline not updated for this long has decayed to nothing and is deleted; the subject
+/// starts afresh (keys with a new warm-up) when it is seen again.
+pub const BASELINES_KEPT: Millis = 7 * DAY;
 
 /// What a counter's subject is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,7 +109,7 @@ impl Counts {
         self.s401 + self.s403 + self.s4xx_input + self.s429 + self.s4xx_other + self.s5xx
     }
 
-    fn values(&self) -> [i64; 9] {
+    pub(super) fn values(&self) -> [i64; 9] {
         [
             self.requests,
             self.s2xx,
@@ -190,10 +194,10 @@ impl CallerSlot {
 }
 
 #[derive(Debug, Default)]
-struct Pending {
-    counts: HashMap<(Kind, String, Millis), Counts>,
+pub(super) struct Pending {
+    pub(super) counts: HashMap<(Kind, String, Millis), Counts>,
     /// (key id, network) → (first, last) use in this batch.
-    key_networks: HashMap<(String, String), (Millis, Millis)>,
+    pub(super) key_networks: HashMap<(String, String), (Millis, Millis)>,
 }
 
 /// Unwritten counters.
@@ -300,7 +304,7 @@ impl SignalTally {
         }
         let result = async {
             let mut tx = db.begin().await?;
-            write(&mut tx, &taken).await?;
+            super::signal_store::write(&mut tx, &taken).await?;
             tx.commit().await
         }
         .await;
@@ -334,104 +338,6 @@ impl SignalTally {
             }
         })
     }
-}
-
-/// Rows per multi-row INSERT (12 parameters each, well under every backend's limit).
-const ROWS_PER_STATEMENT: usize = 50;
-
-async fn upsert_counts(
-    conn: &mut AnyConnection,
-    table: &str,
-    time_column: &str,
-    rows: &[(&str, &str, Millis, Counts)],
-) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut sql =
-            format!("INSERT INTO {table} (kind, subject, {time_column}, {COUNT_COLUMNS}) VALUES ");
-        for i in 0..chunk.len() {
-            let base = i * 12;
-            let params: Vec<String> = (1..=12).map(|n| format!("${}", base + n)).collect();
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            sql.push_str(&params.join(", "));
-            sql.push(')');
-        }
-        sql.push_str(&format!(
-            " ON CONFLICT (kind, subject, {time_column}) DO UPDATE SET "
-        ));
-        let updates: Vec<String> = COUNT_COLUMNS
-            .split(", ")
-            .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
-            .collect();
-        sql.push_str(&updates.join(", "));
-        let mut query = sqlx::query(&sql);
-        for (kind, subject, at, counts) in chunk {
-            query = query.bind(*kind).bind(*subject).bind(*at);
-            for value in counts.values() {
-                query = query.bind(value);
-            }
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-async fn write(conn: &mut AnyConnection, pending: &Pending) -> Result<(), sqlx::Error> {
-    let minutes: Vec<(&str, &str, Millis, Counts)> = pending
-        .counts
-        .iter()
-        .map(|((kind, subject, minute), c)| (kind.as_str(), subject.as_str(), *minute, *c))
-        .collect();
-    let mut hours: HashMap<(&str, &str, Millis), Counts> = HashMap::new();
-    for (kind, subject, minute, c) in &minutes {
-        hours
-            .entry((kind, subject, minute - minute.rem_euclid(HOUR)))
-            .or_default()
-            .merge(*c);
-    }
-    let hours: Vec<(&str, &str, Millis, Counts)> = hours
-        .into_iter()
-        .map(|((k, s, h), c)| (k, s, h, c))
-        .collect();
-    upsert_counts(conn, "signal_minutes", "minute_start", &minutes).await?;
-    upsert_counts(conn, "signal_hours", "hour_start", &hours).await?;
-    for ((key_id, network), (first, last)) in &pending.key_networks {
-        sqlx::query(
-            "INSERT INTO key_networks (key_id, network, first_seen_at, last_seen_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (key_id, network) DO UPDATE SET \
-             last_seen_at = CASE WHEN key_networks.last_seen_at < $4 THEN $4 \
-             ELSE key_networks.last_seen_at END",
-        )
-        .bind(key_id.as_str())
-        .bind(network.as_str())
-        .bind(*first)
-        .bind(*last)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Deletes minute rows older than `minute_window` and hour rows older than
-/// [`HOUR_ROWS_KEPT`]; returns the rows deleted (the purge ledger records it).
-pub async fn purge(
-    conn: &mut AnyConnection,
-    now: Millis,
-    minute_window: Millis,
-) -> Result<i64, sqlx::Error> {
-    let minutes = sqlx::query("DELETE FROM signal_minutes WHERE minute_start < $1")
-        .bind(now - minute_window)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    let hours = sqlx::query("DELETE FROM signal_hours WHERE hour_start < $1")
-        .bind(now - HOUR_ROWS_KEPT)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    Ok(i64::try_from(minutes + hours).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

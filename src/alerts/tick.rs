@@ -9,8 +9,12 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
-use super::detect::{self, Ewma};
-use super::model::{Detector, Evidence, Thresholds};
+use super::baselines::{self, Baseline};
+use super::detect;
+use super::firing::{
+    Firing, error_firing, evidence_of, guess_firing, key_label, login_label, rate_firing,
+};
+use super::model::Detector;
 use super::signals::{COUNT_COLUMNS, Counts, Kind};
 use super::{Candidate, Raised};
 use crate::app::AppState;
@@ -22,8 +26,6 @@ use crate::incidents::model::Severity;
 pub const GRACE: Millis = 5 * SECOND;
 /// After downtime, at most this many minutes are evaluated (the newest ones).
 const MAX_BACKLOG_MINUTES: i64 = 60;
-/// Minutes of series an alert shows as evidence.
-pub const EVIDENCE_MINUTES: i64 = 60;
 const PROGRESS: &str = "detectors";
 
 /// What one run did.
@@ -65,31 +67,6 @@ pub async fn run(state: &AppState) -> anyhow::Result<TickReport> {
     Ok(report)
 }
 
-/// A baseline row: request (or 401) counts, and the error share.
-#[derive(Debug, Clone, Copy, Default)]
-struct Baseline {
-    count: Ewma,
-    share: Ewma,
-    last_minute: Millis,
-}
-
-/// One firing, before evidence is attached.
-struct Firing {
-    detector: Detector,
-    kind: Kind,
-    /// The stored subject of the series (for prefix firings, the prefix).
-    series_subject: String,
-    alert_subject: String,
-    label: String,
-    summary: String,
-    metric: &'static str,
-    value: f64,
-    verdict: Option<detect::Verdict>,
-    rule: String,
-    severity: Severity,
-    facts: Vec<(String, String)>,
-}
-
 async fn evaluate_minute(
     state: &AppState,
     minute: Millis,
@@ -115,7 +92,7 @@ async fn evaluate_minute(
     let mut conn = pool.acquire().await?;
 
     // Keys and 401 networks: EWMA baselines.
-    let mut baselines = load_baselines(&mut conn).await?;
+    let mut baselines = baselines::load(&mut conn).await?;
     let mut updated: Vec<(&'static str, String, Baseline)> = Vec::new();
     for (kind, is_key) in [(Kind::Key, true), (Kind::Net401, false)] {
         for (subject, counts) in by_kind.get(kind.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
@@ -347,7 +324,6 @@ async fn evaluate_minute(
         }
     }
 
-    save_baselines(&mut conn, &updated).await?;
     drop(conn);
 
     for mut firing in firings {
@@ -393,162 +369,19 @@ async fn evaluate_minute(
         }
     }
 
+    // Baselines and progress are saved only once every alert of the minute is raised: a run
+    // that fails part-way evaluates the minute again (repeats are deduplicated).
+    let mut tx = state.db.begin().await?;
+    baselines::save(&mut tx, &updated).await?;
     sqlx::query(
         "INSERT INTO alert_progress (name, minute) VALUES ($1, $2) \
          ON CONFLICT (name) DO UPDATE SET minute = $2",
     )
     .bind(PROGRESS)
     .bind(minute)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
-}
-
-fn rate_firing(key_id: &str, v: detect::Verdict, t: &Thresholds) -> Firing {
-    Firing {
-        detector: Detector::RateSpike,
-        kind: Kind::Key,
-        series_subject: key_id.to_owned(),
-        alert_subject: key_id.to_owned(),
-        label: String::new(),
-        summary: format!(
-            "{{key}} made {} requests in one minute against a baseline of {:.1}",
-            v.value, v.mean
-        ),
-        metric: "requests per minute",
-        value: v.value,
-        rule: format!(
-            "at least {} requests and {} standard deviations above the key's EWMA baseline",
-            t.rate_min_requests, t.z_score
-        ),
-        verdict: Some(v),
-        severity: Severity::Sev3,
-        facts: Vec::new(),
-    }
-}
-
-fn error_firing(key_id: &str, v: detect::Verdict, t: &Thresholds) -> Firing {
-    Firing {
-        detector: Detector::ErrorSpike,
-        kind: Kind::Key,
-        series_subject: key_id.to_owned(),
-        alert_subject: key_id.to_owned(),
-        label: String::new(),
-        summary: format!(
-            "{{key}} answered {:.0} % errors in one minute against a baseline of {:.0} %",
-            v.value * 100.0,
-            v.mean * 100.0
-        ),
-        metric: "share of 4xx/5xx answers per minute",
-        value: v.value,
-        rule: format!(
-            "error share at least {:.0} points and {} standard deviations above the baseline, with at least {} requests",
-            t.error_min_share_rise * 100.0,
-            t.z_score,
-            t.error_min_requests
-        ),
-        verdict: Some(v),
-        severity: Severity::Sev4,
-        facts: Vec::new(),
-    }
-}
-
-fn guess_firing(network: &str, v: detect::Verdict, t: &Thresholds) -> Firing {
-    Firing {
-        detector: Detector::KeyGuessNetwork,
-        kind: Kind::Net401,
-        series_subject: network.to_owned(),
-        alert_subject: network.to_owned(),
-        label: network.to_owned(),
-        summary: format!(
-            "{} refused API keys (401) from {network} in one minute",
-            v.value
-        ),
-        metric: "401 answers per minute on /v1",
-        value: v.value,
-        rule: format!(
-            "at least {} answers 401 and {} standard deviations above the network's baseline",
-            t.guess_min_401, t.z_score
-        ),
-        verdict: Some(v),
-        severity: Severity::Sev3,
-        facts: Vec::new(),
-    }
-}
-
-async fn load_baselines(
-    conn: &mut AnyConnection,
-) -> Result<HashMap<(String, String), Baseline>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT kind, subject, mean, variance, share_mean, share_variance, samples, last_minute \
-         FROM signal_baselines",
-    )
-    .fetch_all(conn)
-    .await?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for r in &rows {
-        let samples: i64 = r.try_get("samples")?;
-        out.insert(
-            (r.try_get("kind")?, r.try_get("subject")?),
-            Baseline {
-                count: Ewma {
-                    mean: r.try_get("mean")?,
-                    variance: r.try_get("variance")?,
-                    samples,
-                },
-                share: Ewma {
-                    mean: r.try_get("share_mean")?,
-                    variance: r.try_get("share_variance")?,
-                    samples,
-                },
-                last_minute: r.try_get("last_minute")?,
-            },
-        );
-    }
-    Ok(out)
-}
-
-/// Rows per multi-row upsert (8 parameters each).
-const BASELINES_PER_STATEMENT: usize = 100;
-
-async fn save_baselines(
-    conn: &mut AnyConnection,
-    rows: &[(&'static str, String, Baseline)],
-) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(BASELINES_PER_STATEMENT) {
-        let mut sql = String::from(
-            "INSERT INTO signal_baselines (kind, subject, mean, variance, share_mean, \
-             share_variance, samples, last_minute) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            let p: Vec<String> = (1..=8).map(|n| format!("${}", i * 8 + n)).collect();
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            sql.push_str(&p.join(", "));
-            sql.push(')');
-        }
-        sql.push_str(
-            " ON CONFLICT (kind, subject) DO UPDATE SET mean = excluded.mean, \
-             variance = excluded.variance, share_mean = excluded.share_mean, \
-             share_variance = excluded.share_variance, samples = excluded.samples, \
-             last_minute = excluded.last_minute",
-        );
-        let mut query = sqlx::query(&sql);
-        for (kind, subject, b) in chunk {
-            query = query
-                .bind(*kind)
-                .bind(subject.as_str())
-                .bind(b.count.mean)
-                .bind(b.count.variance)
-                .bind(b.share.mean)
-                .bind(b.share.variance)
-                .bind(b.count.samples)
-                .bind(b.last_minute);
-        }
-        query.execute(&mut *conn).await?;
-    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -572,97 +405,4 @@ async fn window_sums(
     rows.iter()
         .map(|r| Ok((r.try_get("subject")?, r.try_get::<i64, _>("total")?)))
         .collect()
-}
-
-/// A key as staff know it: its display prefix and customer; never the key itself.
-async fn key_label(conn: &mut AnyConnection, key_id: &str) -> Result<String, sqlx::Error> {
-    Ok(match crate::keys::store::find(&mut *conn, key_id).await? {
-        Some(key) => format!("key {}… of {}", key.prefix, key.customer_name),
-        None => format!("key {}", crate::web::clip(key_id, 8)),
-    })
-}
-
-/// A login-failure subject as staff read it: the account's email when the name matched a
-/// staff account, otherwise that the name is unknown (typed names are not kept).
-async fn login_label(
-    conn: &mut AnyConnection,
-    kind: Kind,
-    subject: &str,
-) -> Result<String, sqlx::Error> {
-    if kind == Kind::LoginNet {
-        return Ok(subject.to_owned());
-    }
-    if let Some(staff_id) = subject.strip_prefix("staff:")
-        && let Some(staff) = crate::staff::store::find(&mut *conn, staff_id).await?
-    {
-        return Ok(format!("account {}", staff.email));
-    }
-    Ok(format!(
-        "an unknown account name ({})",
-        crate::web::clip(subject, 13)
-    ))
-}
-
-/// The last [`EVIDENCE_MINUTES`] of the firing's series (zeros for quiet minutes).
-async fn evidence_of(state: &AppState, f: &Firing, minute: Millis) -> anyhow::Result<Evidence> {
-    let since = minute - (EVIDENCE_MINUTES - 1) * MINUTE;
-    let rows = if f.detector == Detector::KeyGuessPrefix {
-        sqlx::query(&format!(
-            "SELECT minute_start, {COUNT_COLUMNS} FROM signal_minutes WHERE kind = $1 \
-             AND substr(subject, 1, $2) = $3 AND minute_start >= $4 AND minute_start <= $5"
-        ))
-        .bind(f.kind.as_str())
-        .bind(i64::try_from(f.series_subject.len() + 1).unwrap_or(i64::MAX))
-        .bind(format!("{} ", f.series_subject))
-        .bind(since)
-        .bind(minute)
-        .fetch_all(&state.db.pool)
-        .await?
-    } else {
-        sqlx::query(&format!(
-            "SELECT minute_start, {COUNT_COLUMNS} FROM signal_minutes WHERE kind = $1 \
-             AND subject = $2 AND minute_start >= $3 AND minute_start <= $4"
-        ))
-        .bind(f.kind.as_str())
-        .bind(&f.series_subject)
-        .bind(since)
-        .bind(minute)
-        .fetch_all(&state.db.pool)
-        .await?
-    };
-    let mut per_minute: HashMap<Millis, Counts> = HashMap::new();
-    for r in &rows {
-        per_minute
-            .entry(r.try_get("minute_start")?)
-            .or_default()
-            .merge(Counts::from_row(r)?);
-    }
-    let metric = |c: &Counts| -> f64 {
-        match f.detector {
-            Detector::ErrorSpike if c.requests > 0 => c.errors() as f64 / c.requests as f64,
-            Detector::ErrorSpike => 0.0,
-            Detector::KeyGuessNetwork | Detector::KeyGuessPrefix => c.s401 as f64,
-            Detector::DemoAbuse => c.s429 as f64,
-            _ => c.requests as f64,
-        }
-    };
-    let series = (0..EVIDENCE_MINUTES)
-        .map(|i| {
-            let at = since + i * MINUTE;
-            (at, per_minute.get(&at).map(metric).unwrap_or(0.0))
-        })
-        .collect();
-    let mut facts = f.facts.clone();
-    facts.truncate(50);
-    Ok(Evidence {
-        metric: f.metric.to_owned(),
-        series,
-        at: minute,
-        value: f.value,
-        baseline_mean: f.verdict.as_ref().map(|v| v.mean),
-        baseline_sd: f.verdict.as_ref().map(|v| v.sd),
-        z_score: f.verdict.as_ref().map(|v| v.z),
-        rule: f.rule.clone(),
-        facts,
-    })
 }

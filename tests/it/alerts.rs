@@ -605,14 +605,26 @@ async fn alertmanager_end_to_end() {
 async fn feed_minutes(
     app: &TestApp,
     minutes: std::ops::Range<i64>,
-    per_minute: impl Fn(i64) -> Vec<(Option<&'static str>, trustplane::alerts::signals::ApiCaller, bool, u16)>,
+    per_minute: impl Fn(
+        i64,
+    ) -> Vec<(
+        Option<&'static str>,
+        trustplane::alerts::signals::ApiCaller,
+        bool,
+        u16,
+    )>,
 ) -> serde_json::Value {
     let mut raised = serde_json::json!({});
     for minute in minutes {
         for (ip, caller, demo, status) in per_minute(minute) {
-            app.state
-                .signals
-                .record_api(T0 + minute * MINUTE + SECOND, ip, caller, demo, status, 100);
+            app.state.signals.record_api(
+                T0 + minute * MINUTE + SECOND,
+                ip,
+                caller,
+                demo,
+                status,
+                100,
+            );
         }
         if minute % 10 == 9 {
             app.clock.set(T0 + (minute + 1) * MINUTE + 5 * SECOND);
@@ -629,7 +641,14 @@ async fn a_key_spiking_against_its_own_baseline_alerts_after_its_warm_up(backend
     let (key_id, _) = app.issue_key(&customer, "faces:detect").await;
     let steady = |_m: i64| {
         (0..40)
-            .map(|_| (Some("203.0.113.9"), ApiCaller::Key(key_id.clone()), false, 200))
+            .map(|_| {
+                (
+                    Some("203.0.113.9"),
+                    ApiCaller::Key(key_id.clone()),
+                    false,
+                    200,
+                )
+            })
             .collect::<Vec<_>>()
     };
     // Two hours of 40 requests a minute: silent.
@@ -639,7 +658,14 @@ async fn a_key_spiking_against_its_own_baseline_alerts_after_its_warm_up(backend
     let counts = feed_minutes(&app, 120..130, |m| {
         let n = if m == 125 { 900 } else { 40 };
         (0..n)
-            .map(|_| (Some("203.0.113.9"), ApiCaller::Key(key_id.clone()), false, 200))
+            .map(|_| {
+                (
+                    Some("203.0.113.9"),
+                    ApiCaller::Key(key_id.clone()),
+                    false,
+                    200,
+                )
+            })
             .collect()
     })
     .await;
@@ -650,7 +676,10 @@ async fn a_key_spiking_against_its_own_baseline_alerts_after_its_warm_up(backend
         .unwrap();
     assert_eq!(row.get::<String, _>("detector"), "rate_spike");
     let label: String = row.get("subject_label");
-    assert!(label.starts_with("key tp_live_") && label.ends_with("of Acme"), "{label}");
+    assert!(
+        label.starts_with("key tp_live_") && label.ends_with("of Acme"),
+        "{label}"
+    );
     let evidence: serde_json::Value =
         serde_json::from_str(&row.get::<String, _>("evidence")).unwrap();
     assert_eq!(evidence["value"], 900.0);
@@ -691,7 +720,10 @@ async fn a_dormant_key_used_from_a_new_network_alerts_but_not_from_a_known_one(b
         .await
         .unwrap()
         .get("summary");
-    assert!(summary.contains("192.0.2.0/24") && summary.contains("31 days"), "{summary}");
+    assert!(
+        summary.contains("192.0.2.0/24") && summary.contains("31 days"),
+        "{summary}"
+    );
     assert!(!summary.contains("192.0.2.44"));
 }
 both_backends!(a_dormant_key_used_from_a_new_network_alerts_but_not_from_a_known_one);
@@ -710,15 +742,17 @@ async fn a_network_held_at_the_demo_limit_for_ten_minutes_alerts(backend: Backen
     })
     .await;
     assert_eq!(counts["alerts_raised"], 1, "{counts}");
-    let at: i64 = sqlx::query("SELECT evidence FROM alerts WHERE detector = 'demo_abuse'")
-        .fetch_one(&app.state.db.pool)
-        .await
-        .map(|r| {
-            serde_json::from_str::<serde_json::Value>(&r.get::<String, _>("evidence")).unwrap()["at"]
-                .as_i64()
-                .unwrap()
-        })
-        .unwrap();
+    let at: i64 =
+        sqlx::query("SELECT evidence FROM alerts WHERE detector = 'demo_abuse'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(&r.get::<String, _>("evidence")).unwrap()
+                    ["at"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .unwrap();
     // Minutes 0..8 and 10 make ten limited minutes within the last fifteen at minute 10.
     assert_eq!(at, T0 + 10 * MINUTE);
 }
