@@ -742,18 +742,73 @@ async fn a_network_held_at_the_demo_limit_for_ten_minutes_alerts(backend: Backen
     })
     .await;
     assert_eq!(counts["alerts_raised"], 1, "{counts}");
-    let at: i64 =
-        sqlx::query("SELECT evidence FROM alerts WHERE detector = 'demo_abuse'")
-            .fetch_one(&app.state.db.pool)
-            .await
-            .map(|r| {
-                serde_json::from_str::<serde_json::Value>(&r.get::<String, _>("evidence")).unwrap()
+    let at: i64 = sqlx::query("SELECT evidence FROM alerts WHERE detector = 'demo_abuse'")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.get::<String, _>("evidence")).unwrap()
                     ["at"]
                     .as_i64()
                     .unwrap()
-            })
-            .unwrap();
+        })
+        .unwrap();
     // Minutes 0..8 and 10 make ten limited minutes within the last fifteen at minute 10.
     assert_eq!(at, T0 + 10 * MINUTE);
 }
 both_backends!(a_network_held_at_the_demo_limit_for_ten_minutes_alerts);
+
+fn trustplane_cli(dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_trustplane"));
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TRUSTPLANE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+async fn the_cli_lists_alerts_as_json_and_bad_thresholds_name_their_key(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.alertmanager_token = TOKEN.into()).await;
+    hook(&app, Some(TOKEN), payload("firing", "cli01").to_string()).await;
+    let out = trustplane_cli(app.dir.path())
+        .args(["alerts", "list", "--state", "open", "--json"])
+        .env("TRUSTPLANE_DATABASE_URL", &app.database_url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["total"], 1);
+    assert_eq!(listed["alerts"][0]["detector"], "alertmanager");
+    assert_eq!(listed["alerts"][0]["subject"], "RetentionControlFailing");
+
+    let out = trustplane_cli(app.dir.path())
+        .args(["alerts", "list"])
+        .env("TRUSTPLANE_DATABASE_URL", &app.database_url)
+        .env("TRUSTPLANE_ALERTMANAGER_TOKEN", "short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`alertmanager_token`"));
+    std::fs::write(
+        app.dir.path().join("trustplane.toml"),
+        "[alert_thresholds]\nz_score = 0.5\n",
+    )
+    .unwrap();
+    let out = trustplane_cli(app.dir.path())
+        .args(["alerts", "list"])
+        .env("TRUSTPLANE_DATABASE_URL", &app.database_url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`alert_thresholds.z_score`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+both_backends!(the_cli_lists_alerts_as_json_and_bad_thresholds_name_their_key);
