@@ -361,8 +361,11 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
 }
 
 async fn open_db(config: &Config) -> anyhow::Result<Db> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    crate::data_dir::prepare(
+        &config.data_dir,
+        &crate::data_dir::sqlite_files(&config.effective_database_url()),
+    )
+    .with_context(|| format!("cannot prepare data dir {}", config.data_dir.display()))?;
     let db = Db::connect(&config.effective_database_url()).await?;
     db.migrate().await?;
     Ok(db)
@@ -643,7 +646,10 @@ async fn sla_list(
 /// A full app state for commands that run jobs (image analysis in-process: no requests).
 async fn job_state(mut config: Config) -> anyhow::Result<crate::app::AppState> {
     config.detect_isolation = "thread".into();
-    std::fs::create_dir_all(&config.data_dir)?;
+    crate::data_dir::prepare(
+        &config.data_dir,
+        &crate::data_dir::sqlite_files(&config.effective_database_url()),
+    )?;
     let keyring = Keyring::load_or_create(&config.effective_keyring_path())?;
     crate::server::build_state(config, std::sync::Arc::new(SystemClock), keyring).await
 }

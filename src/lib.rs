@@ -40,6 +40,8 @@ pub mod config;
 pub mod crypto;
 /// Customers: environment, image retention, state, and their portal pages.
 pub mod customers;
+/// The data folder: private umask, folder and file permissions tightened at start.
+pub mod data_dir;
 /// Database pool over SQLite or PostgreSQL, migrations, error classification.
 pub mod db;
 /// Portal error type rendered as readable pages.

@@ -13,6 +13,9 @@ fn main() -> ExitCode {
         // confines itself); stdout carries the protocol.
         return args.run();
     }
+    // Everything this process writes (database, keyring, images, backups, exports) is for
+    // this user alone, whatever the shell's umask.
+    trustplane::data_dir::restrict_umask();
     serve_command(cli)
 }
 

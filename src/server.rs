@@ -34,7 +34,12 @@ pub async fn build_state(
     let tls = config.tls_enabled();
     let blobs = crate::blobs::BlobStore::open(&config.blob_store_url, &config.data_dir)?;
     let analyzer = analyzer_from(&config)?;
-    let demo_limiter = crate::api::demo::DemoLimiter::per_minute(config.demo_requests_per_minute);
+    // Several nodes can only share a PostgreSQL database; there the limit must be shared too.
+    let demo_limiter = if db.backend == crate::db::Backend::Postgres {
+        crate::api::demo::DemoLimiter::shared_per_minute(config.demo_requests_per_minute)
+    } else {
+        crate::api::demo::DemoLimiter::per_minute(config.demo_requests_per_minute)
+    };
     let sla_calendar = config.sla_calendar()?;
     Ok(AppState::new(App {
         sla_calendar,
@@ -211,8 +216,11 @@ pub async fn start(state: AppState, listen: SocketAddr) -> anyhow::Result<Runnin
 /// `trustplane serve`.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     check_transport(&config)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    crate::data_dir::prepare(
+        &config.data_dir,
+        &crate::data_dir::sqlite_files(&config.effective_database_url()),
+    )
+    .with_context(|| format!("cannot prepare data dir {}", config.data_dir.display()))?;
     let keyring = Keyring::load_or_create(&config.effective_keyring_path())?;
     let listen = config.listen_addr()?;
     let state = build_state(config, Arc::new(crate::clock::SystemClock), keyring).await?;

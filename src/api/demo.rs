@@ -1,5 +1,6 @@
 //! `POST /demo/v1/faces/detect`: the detection pipeline without a key, rate-limited per
-//! client network (governor, in memory per node), with demo retention (at most 7 days), a
+//! client network (governor in memory on one node; a shared GCRA row per network in
+//! PostgreSQL when several nodes share it), with demo retention (at most 7 days), a
 //! small JPEG preview as the stored copy, and a global cap on the bytes demo images hold.
 
 use std::num::NonZeroU32;
@@ -20,34 +21,135 @@ use crate::web::RequestCtx;
 /// Per-network limiter for the demo endpoint. The key is the client's network (IPv4 /32,
 /// IPv6 /64), so a client rotating through the addresses of its /64 stays in one bucket;
 /// `None` is every client whose address is unknown, sharing one bucket.
-pub struct DemoLimiter {
-    limiter: DefaultKeyedRateLimiter<Option<ClientNetwork>>,
+///
+/// Both kinds are the same GCRA: `requests` per minute with a burst of `requests`.
+pub enum DemoLimiter {
+    /// One node (the embedded SQLite default): governor, in memory, no I/O per request.
+    Node(DefaultKeyedRateLimiter<Option<ClientNetwork>>),
+    /// Several nodes on one PostgreSQL: one row per network in `demo_rate_limits`, updated
+    /// atomically, so N nodes together still allow the promised rate, not N times it.
+    Shared {
+        /// Milliseconds between requests at the sustained rate.
+        interval_ms: i64,
+        /// How far ahead of now a network's theoretical arrival time may run (the burst).
+        tolerance_ms: i64,
+    },
 }
 
 impl std::fmt::Debug for DemoLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DemoLimiter")
+        match self {
+            DemoLimiter::Node(_) => f.write_str("DemoLimiter::Node"),
+            DemoLimiter::Shared { .. } => f.write_str("DemoLimiter::Shared"),
+        }
     }
 }
 
 impl DemoLimiter {
+    /// In memory, for one node.
     pub fn per_minute(requests: u32) -> Self {
         let quota = Quota::per_minute(NonZeroU32::new(requests.max(1)).unwrap_or(NonZeroU32::MIN));
-        Self {
-            limiter: RateLimiter::keyed(quota),
+        DemoLimiter::Node(RateLimiter::keyed(quota))
+    }
+
+    /// In the shared database, for several nodes.
+    pub fn shared_per_minute(requests: u32) -> Self {
+        let interval_ms = (60_000 / i64::from(requests.max(1))).max(1);
+        DemoLimiter::Shared {
+            interval_ms,
+            tolerance_ms: interval_ms * i64::from(requests.max(1)),
         }
     }
 
-    /// `Ok` or the seconds to wait.
-    pub fn check(&self, client: Option<ClientNetwork>) -> Result<(), u64> {
-        if self.limiter.len() > 100_000 {
-            self.limiter.retain_recent();
+    /// `Ok` or `RateLimited` with the seconds to wait.
+    pub async fn check(
+        &self,
+        state: &AppState,
+        client: Option<ClientNetwork>,
+    ) -> Result<(), ApiError> {
+        match self {
+            DemoLimiter::Node(limiter) => {
+                if limiter.len() > 100_000 {
+                    limiter.retain_recent();
+                }
+                limiter.check_key(&client).map_err(|not_until| {
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    ApiError::RateLimited {
+                        retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                    }
+                })
+            }
+            DemoLimiter::Shared {
+                interval_ms,
+                tolerance_ms,
+            } => {
+                let network = client.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+                // No address at rest, not even a network: the row is keyed by an HMAC.
+                let network_hash = state
+                    .keyring
+                    .pepper_hmac_hex(format!("demo-limit:{network}").as_bytes());
+                let now = state.now();
+                let mut conn = state.db.pool.acquire().await?;
+                let wait_ms =
+                    claim(&mut conn, &network_hash, now, *interval_ms, *tolerance_ms).await?;
+                match wait_ms {
+                    None => Ok(()),
+                    Some(ms) => Err(ApiError::RateLimited {
+                        retry_after_secs: u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1),
+                    }),
+                }
+            }
         }
-        self.limiter.check_key(&client).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
     }
+}
+
+/// One GCRA step in the database: the request is allowed when the network's theoretical
+/// arrival time, advanced by one interval, stays within the tolerance of now. The update and
+/// the test are one statement, so concurrent requests from any node see each other.
+/// `None` when allowed, otherwise the milliseconds until a request would be.
+async fn claim(
+    conn: &mut sqlx::AnyConnection,
+    network_hash: &str,
+    now: crate::clock::Millis,
+    interval_ms: i64,
+    tolerance_ms: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let allowed = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO demo_rate_limits (network_hash, tat) VALUES ($1, $2 + $3) \
+         ON CONFLICT (network_hash) DO UPDATE \
+           SET tat = (CASE WHEN demo_rate_limits.tat > $2 THEN demo_rate_limits.tat ELSE $2 END) + $3 \
+           WHERE (CASE WHEN demo_rate_limits.tat > $2 THEN demo_rate_limits.tat ELSE $2 END) + $3 - $2 <= $4 \
+         RETURNING tat",
+    )
+    .bind(network_hash)
+    .bind(now)
+    .bind(interval_ms)
+    .bind(tolerance_ms)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if allowed.is_some() {
+        return Ok(None);
+    }
+    let tat: Option<i64> =
+        sqlx::query_scalar("SELECT tat FROM demo_rate_limits WHERE network_hash = $1")
+            .bind(network_hash)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let tat = tat.unwrap_or(now).max(now);
+    Ok(Some((tat + interval_ms - now - tolerance_ms).max(1)))
+}
+
+/// Housekeeping for the retention purge: a row whose arrival time has passed says nothing
+/// more than a missing row.
+pub async fn sweep(
+    conn: &mut sqlx::AnyConnection,
+    now: crate::clock::Millis,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM demo_rate_limits WHERE tat < $1")
+        .bind(now)
+        .execute(conn)
+        .await?
+        .rows_affected())
 }
 
 #[utoipa::path(
@@ -80,10 +182,7 @@ pub async fn demo_detect_post(
     req: Request,
 ) -> Result<Json<DetectResponse>, ApiError> {
     let network = ctx.client_ip.as_deref().and_then(ClientNetwork::parse);
-    state
-        .demo_limiter
-        .check(network)
-        .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+    state.demo_limiter.check(&state, network).await?;
     let config = &state.config;
     let owner = Owner {
         kind: ImageKind::Demo,

@@ -315,48 +315,51 @@ async fn read_image(
                 e.body_text()
             ))
         })?;
-        loop {
-            let field = multipart.next_field().await.map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge { max_bytes }
-                } else {
-                    ApiError::Malformed(format!(
-                        "The multipart body cannot be read: {}",
-                        e.body_text()
-                    ))
-                }
-            })?;
-            let Some(mut field) = field else {
-                return Err(ApiError::Malformed(
-                    "The multipart body has no `image` part.".into(),
-                ));
-            };
-            if field.name() != Some("image") {
-                continue;
+        let field = multipart.next_field().await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge { max_bytes }
+            } else {
+                ApiError::Malformed(format!(
+                    "The multipart body cannot be read: {}",
+                    e.body_text()
+                ))
             }
-            let declared = match field.content_type() {
-                None | Some("application/octet-stream") => None,
-                Some(mime) => Some(ImageFormat::from_mime(mime).ok_or_else(|| {
-                    ApiError::UnsupportedMediaType(format!(
-                        "Unsupported image type {mime}; send JPEG, PNG or WebP."
-                    ))
-                })?),
-            };
-            let mut bytes = Vec::new();
-            while let Some(chunk) = field.chunk().await.map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge { max_bytes }
-                } else {
-                    ApiError::Malformed("The image part is truncated.".into())
-                }
-            })? {
-                if bytes.len() + chunk.len() > max_bytes {
-                    return Err(ApiError::TooLarge { max_bytes });
-                }
-                bytes.extend_from_slice(&chunk);
-            }
-            return Ok((bytes, declared));
+        })?;
+        let Some(mut field) = field else {
+            return Err(ApiError::Malformed(
+                "The multipart body has no `image` part.".into(),
+            ));
+        };
+        // Only the documented part is accepted (the contract says so), so a client's
+        // misspelt field is an error it can see rather than a silently ignored upload.
+        if field.name() != Some("image") {
+            return Err(ApiError::Malformed(format!(
+                "Unexpected part `{}`: send the image as the only part, named `image`.",
+                crate::web::clip(field.name().unwrap_or_default(), 40)
+            )));
         }
+        let declared = match field.content_type() {
+            None | Some("application/octet-stream") => None,
+            Some(mime) => Some(ImageFormat::from_mime(mime).ok_or_else(|| {
+                ApiError::UnsupportedMediaType(format!(
+                    "Unsupported image type {mime}; send JPEG, PNG or WebP."
+                ))
+            })?),
+        };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge { max_bytes }
+            } else {
+                ApiError::Malformed("The image part is truncated.".into())
+            }
+        })? {
+            if bytes.len() + chunk.len() > max_bytes {
+                return Err(ApiError::TooLarge { max_bytes });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        return Ok((bytes, declared));
     }
     let declared = ImageFormat::from_mime(&essence).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(

@@ -62,6 +62,32 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// Every problem the API can answer, as (status, type slug, title); the OpenAPI document
+/// lists them per status. A test keeps this table and [`ApiError::kind`] in step.
+pub const PROBLEM_TYPES: [(u16, &str, &str); 12] = [
+    (400, "malformed-request", "Malformed request"),
+    (401, "unauthorized", "Missing or invalid API key"),
+    (403, "missing-scope", "API key lacks the required scope"),
+    (404, "not-found", "Not found"),
+    (413, "payload-too-large", "Image too large"),
+    (415, "unsupported-media-type", "Unsupported media type"),
+    (422, "unprocessable-image", "The image cannot be processed"),
+    (429, "rate-limited", "Too many requests"),
+    (503, "saturated", "Processing capacity exhausted"),
+    (503, "unavailable", "Temporarily unavailable"),
+    (507, "demo-storage-full", "Demo storage is full"),
+    (500, "internal", "Internal error"),
+];
+
+/// The problem types (slug, title) an answer with this status can carry.
+pub fn types_for_status(status: u16) -> Vec<(&'static str, &'static str)> {
+    PROBLEM_TYPES
+        .iter()
+        .filter(|(s, _, _)| *s == status)
+        .map(|(_, slug, title)| (*slug, *title))
+        .collect()
+}
+
 impl ApiError {
     /// (status, type slug, title) — the stable part.
     pub fn kind(&self) -> (StatusCode, &'static str, &'static str) {
@@ -194,5 +220,39 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_answer_the_api_can_give_is_in_the_documented_table() {
+        let all = [
+            ApiError::Malformed(String::new()),
+            ApiError::Unauthorized,
+            ApiError::MissingScope("faces:detect"),
+            ApiError::NotFound,
+            ApiError::TooLarge { max_bytes: 1 },
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::Unprocessable(String::new()),
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            ApiError::Saturated,
+            ApiError::DemoStorageFull { retention_days: 7 },
+            ApiError::Unavailable,
+            ApiError::Internal(anyhow::anyhow!("x")),
+        ];
+        assert_eq!(all.len(), PROBLEM_TYPES.len());
+        for error in all {
+            let (status, slug, title) = error.kind();
+            assert!(
+                PROBLEM_TYPES.contains(&(status.as_u16(), slug, title)),
+                "{slug} is documented"
+            );
+        }
+        assert_eq!(types_for_status(503).len(), 2);
     }
 }

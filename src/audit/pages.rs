@@ -43,7 +43,8 @@ struct AuditRowView {
     outcome: String,
     client_ip: String,
     request_id: String,
-    details: String,
+    target_href: Option<String>,
+    details: crate::portal::labelled::Record,
     hash_prefix: String,
 }
 
@@ -112,14 +113,11 @@ async fn audit_list_get(
             at: format_ms_precise(r.at),
             actor: r.actor,
             action: r.action,
+            target_href: crate::portal::labelled::target_href(&r.target),
             target: r.target,
             outcome: r.outcome,
             request_id: r.request_id.unwrap_or_default(),
-            details: if r.details == "{}" {
-                String::new()
-            } else {
-                r.details
-            },
+            details: crate::portal::labelled::Record::of(&r.details),
             hash_prefix: r.hash.chars().take(12).collect(),
         })
         .collect();

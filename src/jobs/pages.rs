@@ -36,7 +36,7 @@ struct RunView {
     started_at: String,
     finished_at: String,
     outcome: String,
-    counts: String,
+    counts: crate::portal::labelled::Record,
     error: String,
     owner: String,
     attempts: i64,
@@ -82,11 +82,7 @@ async fn jobs_get(State(state): State<AppState>, visitor: Visitor) -> AppResult<
                 .map(format_ms)
                 .unwrap_or_else(|| "running".into()),
             outcome: r.outcome,
-            counts: if r.counts == "{}" {
-                String::new()
-            } else {
-                r.counts
-            },
+            counts: crate::portal::labelled::Record::of(&r.counts),
             error: r.error.unwrap_or_default(),
             owner: r.owner,
             attempts: r.attempts,

@@ -2,6 +2,7 @@
 //! the operational endpoints (health, readiness, metrics, static files).
 
 pub mod dashboard;
+pub mod labelled;
 pub mod operations;
 pub mod routes;
 pub mod shell;

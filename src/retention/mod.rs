@@ -125,6 +125,7 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
     )
     .unwrap_or(i64::MAX);
     crate::authn::throttle::sweep(&mut tx, now, now - 24 * 60 * MINUTE).await?;
+    crate::api::demo::sweep(&mut tx, now).await?;
     report.signal_rows_removed = crate::alerts::signals::purge(
         &mut tx,
         now,

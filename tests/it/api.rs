@@ -703,3 +703,119 @@ async fn the_openapi_document_matches_the_routes(backend: Backend) {
     }
 }
 both_backends!(the_openapi_document_matches_the_routes);
+
+async fn the_openapi_contract_describes_binary_images_links_and_problem_types(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let doc: serde_json::Value = app
+        .get(&app.client(), "/openapi.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let detect = &doc["paths"]["/v1/faces/detect"]["post"];
+    let content = &detect["requestBody"]["content"];
+    for media in ["image/jpeg", "image/png", "image/webp"] {
+        assert_eq!(content[media]["schema"]["type"], "string", "{media}");
+        assert_eq!(content[media]["schema"]["contentMediaType"], media);
+    }
+    assert_eq!(
+        content["multipart/form-data"]["schema"]["properties"]["image"]["type"],
+        "string"
+    );
+    assert_eq!(
+        content["multipart/form-data"]["encoding"]["image"]["contentType"],
+        "image/jpeg, image/png, image/webp"
+    );
+    assert!(
+        !content.to_string().contains("array"),
+        "no image is an array of numbers"
+    );
+
+    // The example image is real, served by the server, and has a face in it.
+    let example = content["image/jpeg"]["examples"]["face"]["externalValue"]
+        .as_str()
+        .unwrap();
+    let path = example.split_once("/static/").map(|(_, p)| p).unwrap();
+    let bytes = app
+        .get(&app.client(), &format!("/static/{path}"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let customer = app.create_customer("Acme", "live", 30).await;
+    let (_, key) = app.issue_key(&customer, "faces:detect,images:read").await;
+    let answer: serde_json::Value = app
+        .client()
+        .post(app.url("/v1/faces/detect"))
+        .header("X-API-Key", &key)
+        .header("Content-Type", "image/jpeg")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["faces"].as_array().unwrap().len(), 1, "{answer}");
+
+    let links = &detect["responses"]["200"]["links"];
+    assert_eq!(links["GetImage"]["operationId"], "image_get");
+    assert_eq!(
+        links["GetImage"]["parameters"]["id"],
+        "$response.body#/image_id"
+    );
+    assert_eq!(links["DeleteImage"]["operationId"], "image_delete");
+    assert_eq!(
+        doc["paths"]["/v1/images/{id}"]["get"]["operationId"],
+        "image_get"
+    );
+
+    let unauthorized = &detect["responses"]["401"];
+    assert!(
+        unauthorized["description"]
+            .as_str()
+            .unwrap()
+            .contains("urn:trustplane:problem:unauthorized")
+    );
+    assert_eq!(
+        unauthorized["content"]["application/problem+json"]["examples"]["unauthorized"]["value"]["type"],
+        "urn:trustplane:problem:unauthorized"
+    );
+}
+both_backends!(the_openapi_contract_describes_binary_images_links_and_problem_types);
+
+async fn a_multipart_upload_with_a_part_other_than_image_is_refused_by_name(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let customer = app.create_customer("Acme", "live", 30).await;
+    let (_, key) = app.issue_key(&customer, "faces:detect").await;
+    let form = reqwest::multipart::Form::new().text("note", "hello").part(
+        "image",
+        reqwest::multipart::Part::bytes(ASTRONAUT.to_vec())
+            .mime_str("image/png")
+            .unwrap(),
+    );
+    let response = app
+        .client()
+        .post(app.url("/v1/faces/detect"))
+        .header("x-api-key", &key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (status, problem_type, body) = problem(response).await;
+    assert_eq!(status, 400);
+    assert_eq!(problem_type, "urn:trustplane:problem:malformed-request");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Unexpected part `note`"),
+        "{body}"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM images").await,
+        0,
+        "nothing stored"
+    );
+}
+both_backends!(a_multipart_upload_with_a_part_other_than_image_is_refused_by_name);

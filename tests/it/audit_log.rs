@@ -363,3 +363,49 @@ async fn the_actor_filter_matches_parts_of_names_across_actors_and_pages(backend
     assert_eq!(audit::list(db, &system_ok).await.unwrap().len(), 12);
 }
 both_backends!(the_actor_filter_matches_parts_of_names_across_actors_and_pages);
+
+async fn audit_details_read_as_labelled_values_with_links_and_the_raw_json_folded(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let (auditor, _) = app.logged_in_as(Role::Auditor).await;
+    let event = AuditEvent::new("system", "test.readable", "incident:abc-123")
+        .detail("due_at", 1_799_999_999_000_i64)
+        .detail("report_bytes", 5 * 1024 * 1024)
+        .detail("staff_id", "s-1")
+        .detail("refused_while_locked", 30);
+    audit::append_alone(
+        &app.state.db,
+        app.state.now(),
+        &RequestMeta::default(),
+        event,
+    )
+    .await
+    .unwrap();
+
+    let page = app
+        .get(&auditor, "/audit?action=test.readable")
+        .await
+        .text()
+        .await
+        .unwrap();
+
+    assert!(
+        page.contains(r#"<a href="/incidents/abc-123">incident:abc-123</a>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains("<dt>Due at</dt><dd>2027-01-15 07:59 UTC</dd>"),
+        "{page}"
+    );
+    assert!(page.contains("<dt>Report bytes</dt><dd>5.0 MiB</dd>"));
+    assert!(page.contains(r#"<dt>Staff ID</dt><dd><a href="/staff/s-1">s-1</a></dd>"#));
+    assert!(page.contains("<dt>Refused while locked</dt><dd>30</dd>"));
+    assert!(page.contains("<summary>Raw JSON</summary>"));
+    assert!(
+        page.contains("&quot;report_bytes&quot;:5242880")
+            || page.contains("&#34;report_bytes&#34;:5242880"),
+        "{page}"
+    );
+}
+both_backends!(audit_details_read_as_labelled_values_with_links_and_the_raw_json_folded);

@@ -307,3 +307,148 @@ fn secrets_can_come_from_the_environment_instead_of_a_keyring_file() {
     assert!(!half.status.success());
     assert!(String::from_utf8_lossy(&half.stderr).contains("must be set together"));
 }
+
+#[test]
+fn the_data_folder_and_everything_created_in_it_is_private_to_the_service_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("mail")).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(data.join("mail"), std::fs::Permissions::from_mode(0o775)).unwrap();
+
+    // A shell umask of 000 would make everything world-writable; the binary overrides it.
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(dir.path())
+        .args(["-c", "umask 000 && exec \"$0\" migrate"])
+        .arg(env!("CARGO_BIN_EXE_trustplane"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TRUSTPLANE_") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(log.contains("tightened"), "{log}");
+
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("mail")), 0o700);
+    let created: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(
+        created.iter().any(|p| p.ends_with("trustplane.db")),
+        "{created:?}"
+    );
+    for file in created {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_in_flight_detections_finish_writes_their_counts_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = trustplane(dir.path()).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&[
+        "customers",
+        "create",
+        "--name",
+        "Acme",
+        "--email",
+        "ops@acme.example",
+    ]);
+    let issued = run(&[
+        "keys",
+        "create",
+        "--customer",
+        "Acme",
+        "--scopes",
+        "faces:detect",
+    ]);
+    let key = issued
+        .split_whitespace()
+        .find(|w| w.starts_with("tp_live_") && w.len() > 20)
+        .unwrap()
+        .to_owned();
+    let port = crate::mail::free_port();
+    let mut server = tokio::process::Command::from(trustplane(dir.path()))
+        .arg("serve")
+        .env("TRUSTPLANE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TRUSTPLANE_SCHEDULER_ENABLED", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    loop {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Eight detections are in flight (the workers take a few at a time, the rest queue)
+    // when the server is told to stop.
+    let detections: Vec<_> = (0..8)
+        .map(|_| {
+            let request = client
+                .post(format!("{base}/v1/faces/detect"))
+                .header("X-API-Key", &key)
+                .header("Content-Type", "image/png")
+                .body(crate::api::ASTRONAUT.to_vec())
+                .send();
+            tokio::spawn(request)
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let pid = server.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    for detection in detections {
+        let response = detection.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200, "an accepted request is finished");
+    }
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "a drained shutdown exits 0: {status:?}");
+    assert!(
+        client.get(format!("{base}/healthz")).send().await.is_err(),
+        "nothing listens any more"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&run(&["keys", "list", "--json"])).unwrap();
+    assert_eq!(
+        listed[0]["requests"], 8,
+        "the last counts were written: {listed}"
+    );
+}

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use trustplane::clock::DAY;
+use trustplane::clock::{DAY, MINUTE};
 use trustplane::images::{self, ImageKind, ImageRecord};
 use trustplane::staff::model::Role;
 
@@ -320,3 +320,68 @@ async fn the_dashboard_and_metrics_show_demo_storage(backend: Backend) {
     );
 }
 both_backends!(the_dashboard_and_metrics_show_demo_storage);
+
+/// What a node's demo limiter says for one network: `None` when allowed, else Retry-After.
+async fn demo_limit(node: &trustplane::app::AppState, network: &str) -> Option<u64> {
+    let network = trustplane::client_net::ClientNetwork::parse(network);
+    match node.demo_limiter.check(node, network).await {
+        Ok(()) => None,
+        Err(trustplane::api::problem::ApiError::RateLimited { retry_after_secs }) => {
+            Some(retry_after_secs)
+        }
+        Err(other) => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_postgresql_together_allow_the_promised_demo_rate_not_twice_it() {
+    let app = spawn_app(Backend::Postgres).await;
+    let other_node = app.second_node().await;
+    let per_minute = app.state.config.demo_requests_per_minute;
+    assert_eq!(per_minute, other_node.config.demo_requests_per_minute);
+
+    // Alternating nodes, one network gets exactly the promised burst.
+    for i in 0..per_minute {
+        let node = if i % 2 == 0 { &app.state } else { &other_node };
+        assert_eq!(demo_limit(node, "203.0.113.7").await, None, "request {i}");
+    }
+    let wait = demo_limit(&other_node, "203.0.113.7").await.unwrap();
+    assert_eq!(demo_limit(&app.state, "203.0.113.7").await, Some(wait));
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(
+        demo_limit(&app.state, "203.0.113.8").await,
+        None,
+        "another network has its own allowance"
+    );
+
+    // The sustained rate: one more request per interval, on whichever node.
+    let interval = 60_000 / i64::from(per_minute);
+    app.clock.advance(interval - 1);
+    assert!(demo_limit(&other_node, "203.0.113.7").await.is_some());
+    app.clock.advance(1);
+    assert_eq!(demo_limit(&other_node, "203.0.113.7").await, None);
+    assert!(demo_limit(&app.state, "203.0.113.7").await.is_some());
+
+    // No address is kept: rows are keyed by an HMAC, and the purge sweeps stale ones.
+    let stored: Vec<String> = sqlx::query_scalar("SELECT network_hash FROM demo_rate_limits")
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|h| !h.contains("203.0.113")));
+    app.clock.advance(2 * MINUTE);
+    trustplane::retention::purge(&app.state, "test-purge")
+        .await
+        .unwrap();
+    assert_eq!(app.count("SELECT COUNT(*) FROM demo_rate_limits").await, 0);
+}
+
+#[tokio::test]
+async fn one_node_on_sqlite_keeps_the_demo_limit_in_memory() {
+    let app = spawn_app(Backend::Sqlite).await;
+    for _ in 0..app.state.config.demo_requests_per_minute {
+        assert_eq!(demo_limit(&app.state, "203.0.113.7").await, None);
+    }
+    assert!(demo_limit(&app.state, "203.0.113.7").await.is_some());
+    assert_eq!(app.count("SELECT COUNT(*) FROM demo_rate_limits").await, 0);
+}

@@ -8,6 +8,8 @@ mod audit_log;
 mod authn;
 mod backup;
 mod cli;
+mod contract;
+mod crash;
 mod demo_storage;
 mod findings;
 mod incidents;

@@ -302,7 +302,14 @@ async fn the_retention_control_shows_on_the_dashboard_and_in_metrics(backend: Ba
     assert!(metrics.contains("trustplane_retention_control_ok{kind=\"production\"} 1"));
     assert!(metrics.contains("trustplane_oldest_image_age_seconds{kind=\"production\"} 259200"));
     let jobs = app.get(&admin, "/jobs").await.text().await.unwrap();
-    assert!(jobs.contains("demo_deleted"));
+    assert!(
+        jobs.contains("<dt>Demo deleted</dt><dd>"),
+        "counts read as labelled values"
+    );
+    assert!(
+        jobs.contains("demo_deleted"),
+        "the raw JSON stays one click away"
+    );
     let actions = app.audit_actions().await;
     assert!(actions.contains(&("job.run_now".into(), "success".into())));
     assert!(actions.contains(&("retention.purge".into(), "success".into())));
