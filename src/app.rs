@@ -46,6 +46,8 @@ pub struct App {
     pub key_cache: crate::keys::verify::KeyCache,
     /// API requests counted per key, written in batches.
     pub key_usage: Arc<crate::keys::usage::UsageTally>,
+    /// Monitoring counters (per key, network and account per minute), written in batches.
+    pub signals: Arc<crate::alerts::signals::SignalTally>,
     /// Encrypted image storage.
     pub blobs: crate::blobs::BlobStore,
     /// Bounded image analysis (worker processes or threads).
@@ -90,6 +92,7 @@ pub fn router(state: AppState) -> Router {
     crate::portal::routes::build(state.clone())
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(crate::api::router(&state))
+        .merge(crate::alerts::hook::router())
         .layer(from_fn_with_state(state.clone(), crate::web::context_layer))
         .with_state(state)
 }

@@ -67,6 +67,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::vendors::cli::VendorsCommand,
     },
+    /// Monitoring alerts raised by the detectors and Alertmanager.
+    Alerts {
+        #[command(subcommand)]
+        command: crate::alerts::cli::AlertsCommand,
+    },
     /// Incidents: open, list, show.
     Incidents {
         #[command(subcommand)]
@@ -330,6 +335,12 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             let result = crate::vendors::cli::run(&config, &db, command).await;
             db.pool.close().await;
             result
+        }
+        Command::Alerts { command } => {
+            let db = open_db(&config).await?;
+            let result = crate::alerts::cli::run(&db, command).await;
+            db.pool.close().await;
+            result.map(|()| ExitCode::SUCCESS)
         }
         Command::Incidents { command } => {
             let db = open_db(&config).await?;

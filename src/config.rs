@@ -161,6 +161,13 @@ pub struct Config {
     pub security_txt_encryption: String,
     /// Optional `Hiring:` URL of `security.txt`.
     pub security_txt_hiring: String,
+    /// Bearer token Prometheus Alertmanager presents at `POST /hooks/alertmanager`; empty
+    /// turns the hook off (every call is refused). Prefer `TRUSTPLANE_ALERTMANAGER_TOKEN`.
+    pub alertmanager_token: String,
+    /// Hours per-minute traffic counters are kept (hourly counters are kept 90 days).
+    pub signal_minute_hours: i64,
+    /// Thresholds of the anomaly detectors (`[alert_thresholds]` in `trustplane.toml`).
+    pub alert_thresholds: crate::alerts::model::Thresholds,
 }
 
 /// One webhook receiver. The signing secret is never in the file: `secret_env` names the
@@ -198,6 +205,7 @@ impl std::fmt::Debug for Config {
             .field("metrics_token", &"[redacted]")
             .field("smtp_url", &redact_url(&self.smtp_url))
             .field("smtp_password", &"[redacted]")
+            .field("alertmanager_token", &"[redacted]")
             .field("sla_timezone", &self.sla_timezone)
             .field("sla_webhooks", &self.sla_webhooks)
             .finish_non_exhaustive()
@@ -274,6 +282,9 @@ impl Default for Config {
             vendor_notice_days: 30,
             vendor_reassessment_months: [12, 24, 36],
             trust_requests_per_minute: 60,
+            alertmanager_token: String::new(),
+            signal_minute_hours: 48,
+            alert_thresholds: crate::alerts::model::Thresholds::default(),
         }
     }
 }
@@ -435,6 +446,21 @@ impl Config {
         }
         if self.trust_requests_per_minute == 0 {
             return Err(invalid("trust_requests_per_minute", "must be at least 1"));
+        }
+        if !(1..=24 * 30).contains(&self.signal_minute_hours) {
+            return Err(invalid(
+                "signal_minute_hours",
+                "must be between 1 and 720 hours",
+            ));
+        }
+        self.alert_thresholds
+            .validate()
+            .map_err(|(key, problem)| invalid(&format!("alert_thresholds.{key}"), problem))?;
+        if !self.alertmanager_token.is_empty() && self.alertmanager_token.len() < 24 {
+            return Err(invalid(
+                "alertmanager_token",
+                "must be at least 24 characters (or empty to turn the hook off)",
+            ));
         }
         if !(1..=24 * 60).contains(&self.incident_escalation_minutes) {
             return Err(invalid(

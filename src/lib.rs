@@ -7,6 +7,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+/// Monitoring (MON-1): traffic and login-failure counters, anomaly detectors, alerts that
+/// open incidents, Alertmanager intake.
+pub mod alerts;
 /// The customer processing API: /v1 (X-API-Key), /demo (per-network limit, storage quota), OpenAPI.
 pub mod api;
 /// Application state and router assembly.
@@ -23,6 +26,8 @@ pub mod backup;
 pub mod biometric;
 /// Encrypted image storage (AES-256-GCM) behind object_store.
 pub mod blobs;
+/// Server-rendered, accessible SVG charts (title, axis labels, data-table fallback).
+pub mod chart;
 /// Command-line interface: serve, migrate, admin, audit.
 pub mod cli;
 /// A client address's network (IPv4 /32, IPv6 /64), the key of per-client limits.

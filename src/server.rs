@@ -53,6 +53,7 @@ pub async fn build_state(
         login_in_flight: Default::default(),
         key_cache: crate::keys::verify::KeyCache::default(),
         key_usage: Default::default(),
+        signals: Default::default(),
         blobs,
         config,
         db,
@@ -179,6 +180,8 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
     /// Writes API usage tallies in the background.
     pub usage_flusher: tokio::task::JoinHandle<()>,
+    /// Writes monitoring counters in the background.
+    pub signal_flusher: tokio::task::JoinHandle<()>,
 }
 
 /// Binds `listen` and serves `state` in the background.
@@ -201,11 +204,13 @@ pub async fn start(state: AppState, listen: SocketAddr) -> anyhow::Result<Runnin
         tokio::spawn(server.serve(service))
     };
     let usage_flusher = state.key_usage.clone().spawn_flusher(state.db.clone());
+    let signal_flusher = state.signals.clone().spawn_flusher(state.db.clone());
     Ok(Running {
         addr,
         handle,
         task,
         usage_flusher,
+        signal_flusher,
     })
 }
 
@@ -250,6 +255,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     running.task.await??;
     running.usage_flusher.abort();
+    running.signal_flusher.abort();
+    if let Err(err) = state.signals.flush(&state.db).await {
+        tracing::error!(error = %err, "monitoring counters of the last second could not be written");
+    }
     if let Err(err) = state.key_usage.flush(&state.db).await {
         tracing::error!(error = %err, "API usage counts of the last second could not be written");
     }

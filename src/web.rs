@@ -193,6 +193,16 @@ pub async fn context_layer(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().to_string();
+    // Monitoring counters: /v1 answers per key (or per network when refused), demo answers
+    // per network. The key extractor fills the slot in.
+    let path = req.uri().path();
+    let monitored_demo = path.starts_with("/demo/");
+    let caller_slot = (monitored_demo || path.starts_with("/v1/"))
+        .then(crate::alerts::signals::CallerSlot::default);
+    if let Some(slot) = &caller_slot {
+        req.extensions_mut().insert(slot.clone());
+    }
+    let signal_ip = client_ip.clone();
     req.extensions_mut().insert(RequestCtx {
         request_id: request_id.clone(),
         client_ip,
@@ -205,6 +215,20 @@ pub async fn context_layer(
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
+    if let Some(slot) = caller_slot {
+        let bytes = axum::body::HttpBody::size_hint(response.body())
+            .exact()
+            .and_then(|b| i64::try_from(b).ok())
+            .unwrap_or(0);
+        state.signals.record_api(
+            state.now(),
+            signal_ip.as_deref(),
+            slot.get(),
+            monitored_demo,
+            status,
+            bytes,
+        );
+    }
     state
         .metrics
         .requests

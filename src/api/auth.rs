@@ -4,6 +4,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::problem::ApiError;
+use crate::alerts::signals::{ApiCaller, CallerSlot};
 use crate::app::AppState;
 use crate::keys::model::Scope;
 use crate::keys::verify::{VerifiedKey, verify};
@@ -38,9 +39,22 @@ impl FromRequestParts<AppState> for ApiKey {
             .map(RequestCtx::meta)
             .unwrap_or_default();
         let presented = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok());
+        let slot = parts.extensions.get::<CallerSlot>().cloned();
         match verify(state, presented, &meta).await? {
-            Ok(key) => Ok(ApiKey(key)),
+            Ok(key) => {
+                if let Some(slot) = slot {
+                    slot.set(ApiCaller::Key(key.id.clone()));
+                }
+                Ok(ApiKey(key))
+            }
             Err(reason) => {
+                if let Some(slot) = slot {
+                    // Only the display prefix of a well-formed key is kept, never the key.
+                    let prefix = presented
+                        .filter(|p| crate::keys::format::parse(p).is_ok())
+                        .map(crate::keys::format::display_prefix);
+                    slot.set(ApiCaller::Refused(prefix));
+                }
                 state.metrics.api_key_failures.inc();
                 tracing::info!(?reason, "api key refused");
                 Err(ApiError::Unauthorized)

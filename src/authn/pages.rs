@@ -223,6 +223,11 @@ async fn login_post(
         false
     };
 
+    // The monitoring subject: the staff account when the name is one, else the hashed name.
+    let failure_subject = usable
+        .as_ref()
+        .map(|a| format!("staff:{}", a.id))
+        .unwrap_or_else(|| account_key.clone());
     let Some(account) = usable.filter(|_| password_ok) else {
         let mut tx = state.db.begin().await?;
         let locked = attempt.failed(&mut tx, now, lockout_window(&state)).await?;
@@ -238,6 +243,9 @@ async fn login_post(
         audit_lockout(&mut tx, &state, ctx, &target, &account_key, &locked).await?;
         tx.commit().await?;
         state.metrics.login_failures.inc();
+        state
+            .signals
+            .record_login_failure(now, &failure_subject, ctx.client_ip.as_deref());
         return render(StatusCode::UNAUTHORIZED, GENERIC_LOGIN_FAILURE.to_owned());
     };
 
@@ -399,6 +407,11 @@ async fn totp_post(
         audit_lockout(&mut tx, &state, ctx, &target, &account_key, &locked).await?;
         tx.commit().await?;
         state.metrics.login_failures.inc();
+        state.signals.record_login_failure(
+            now,
+            &format!("staff:{}", session.staff_id),
+            ctx.client_ip.as_deref(),
+        );
         if account_locked {
             let mut response = Redirect::to("/login?notice=session_ended").into_response();
             set_cookie(&mut response, &ctx.clear_cookie(SESSION_COOKIE));

@@ -26,7 +26,7 @@ pub struct JobSpec {
 }
 
 /// Every scheduled job.
-pub const JOBS: [JobSpec; 10] = [
+pub const JOBS: [JobSpec; 11] = [
     JobSpec {
         name: "retention_purge",
         schedule: "0 */10 * * * *",
@@ -79,6 +79,13 @@ pub const JOBS: [JobSpec; 10] = [
         schedule: "0 5 * * * *",
         description: "Emails vendor owners 60, 30 and 7 days before a reassessment or DPA \
                       expiry is due (escalation at the deadline is sla_watch's).",
+    },
+    JobSpec {
+        name: "alerts_detect",
+        // Five seconds past the minute, so every node has flushed the minute's counters.
+        schedule: "5 * * * * *",
+        description: "Runs the anomaly detectors over each completed minute of API traffic and \
+                      login failures; alerts open or join incidents and page on-call.",
     },
     JobSpec {
         name: "failed_jobs_digest",
@@ -182,6 +189,9 @@ async fn execute(state: &AppState, job: &str, run_id: &str) -> anyhow::Result<Va
             Ok(serde_json::to_value(report)?)
         }
         "backup_daily" => crate::backup::scheduled(state).await,
+        "alerts_detect" => Ok(serde_json::to_value(
+            crate::alerts::tick::run(state).await?,
+        )?),
         "backup_restore_test" => crate::backup::restore_test(state).await,
         other => anyhow::bail!("unknown job {other}"),
     }

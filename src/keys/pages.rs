@@ -18,6 +18,7 @@ use crate::web::Form;
 pub fn routes() -> Vec<PortalRoute> {
     vec![
         PortalRoute::get("/keys", Access::Rbac("keys", "read"), key_list_get),
+        PortalRoute::get("/keys/{id}", Access::Rbac("keys", "read"), key_detail_get),
         PortalRoute::post(
             "/keys/{id}/rotate",
             Access::Rbac("keys", "write"),
@@ -103,6 +104,51 @@ async fn key_list_get(
         plaintext_scan: "Keys are stored only as HMAC-SHA256 with the pepper's key id; the \
                          inventory shows the 16-character display prefix."
             .into(),
+    })
+}
+
+/// A chart with its SVG rendered, for the template.
+struct ChartView {
+    chart: crate::chart::Chart,
+    svg: String,
+}
+
+#[derive(Template)]
+#[template(path = "keys/detail.html")]
+struct KeyDetailPage {
+    shell: Shell,
+    key: KeyRowView,
+    charts: Vec<ChartView>,
+}
+
+/// One key: its facts and its traffic over the last 24 hours and 7 days by status class.
+async fn key_detail_get(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+) -> AppResult<Html<String>> {
+    let now = state.now();
+    let mut conn = state.db.pool.acquire().await?;
+    let key = store::find(&mut *conn, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let mut charts = Vec::new();
+    for (hours, chart_id, title) in [
+        (24, "traffic-24h", "Traffic in the last 24 hours"),
+        (7 * 24, "traffic-7d", "Traffic in the last 7 days"),
+    ] {
+        let chart =
+            crate::alerts::traffic::key_chart(&mut conn, &id, now, hours, chart_id, title).await?;
+        charts.push(ChartView {
+            svg: chart.svg(),
+            chart,
+        });
+    }
+    drop(conn);
+    html(&KeyDetailPage {
+        shell: Shell::new(&state, &visitor, "/keys")?,
+        key: key_row(key, now),
+        charts,
     })
 }
 

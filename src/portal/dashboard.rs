@@ -232,6 +232,8 @@ struct DashboardPage {
     on_call: String,
     on_call_until: String,
     incidents: IncidentCard,
+    /// Alerts still open or acknowledged (MON-1).
+    alerts_active: i64,
     record: Vec<RecordBar>,
     pentest: PentestCard,
     /// REV-1: the newest access-review campaign, if any.
@@ -324,6 +326,7 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
     let disclosure_record =
         crate::sla::record(&mut conn, now, crate::sla::SubjectKind::Disclosure, since).await?;
     let vendors = crate::vendors::register_status(&mut conn, now).await?;
+    let alerts_active = crate::alerts::store::active_count(&mut conn).await?;
     drop(conn);
     let counts = sqlx::query(
         "SELECT (SELECT COUNT(*) FROM customers) AS customers, \
@@ -382,6 +385,7 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
             triaged,
             ok: overdue == 0 && triage.1 == 0,
         },
+        alerts_active,
         record: vec![
             RecordBar::new("INC-1", "incidents triaged within their clock", triage, 0),
             RecordBar::new("PEN-1", "critical findings fixed within 72 h", critical, 1),

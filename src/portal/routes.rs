@@ -103,6 +103,7 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::oncall::pages::routes());
     routes.extend(crate::sla::pages::routes());
     routes.extend(crate::incidents::pages::routes());
+    routes.extend(crate::alerts::pages::routes());
     routes.extend(crate::findings::pages::routes());
     routes.extend(crate::findings::engagements::pages::routes());
     routes.extend(crate::reviews::pages::routes());

@@ -28,6 +28,7 @@ pub struct Shell {
 const NAV: &[(&str, &str, &str, &str)] = &[
     ("/", "Dashboard", "dashboard", "read"),
     ("/incidents", "Incidents", "incidents", "read"),
+    ("/alerts", "Alerts", "alerts", "read"),
     ("/findings", "Findings", "findings", "read"),
     ("/disclosures", "Disclosures", "disclosures", "read"),
     ("/vendors", "Vendors", "vendors", "read"),

@@ -30,6 +30,8 @@ pub struct PurgeReport {
     pub links_removed: i64,
     /// Audit rows whose full client address was cut down to its network.
     pub client_ips_erased: i64,
+    /// Monitoring counter rows past their window (minute rows) or 90 days (hour rows).
+    pub signal_rows_removed: i64,
     pub duration_ms: i64,
     pub oldest_production_age_ms: Option<Millis>,
     pub oldest_demo_age_ms: Option<Millis>,
@@ -117,6 +119,12 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
     .unwrap_or(i64::MAX);
     crate::authn::throttle::sweep(&mut tx, now, now - 24 * 60 * MINUTE).await?;
     crate::api::demo::sweep(&mut tx, now).await?;
+    report.signal_rows_removed = crate::alerts::signals::purge(
+        &mut tx,
+        now,
+        state.config.signal_minute_hours * crate::clock::HOUR,
+    )
+    .await?;
     let (production, demo) = oldest_ages(state, now).await?;
     report.oldest_production_age_ms = production;
     report.oldest_demo_age_ms = demo;
@@ -124,7 +132,7 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
     sqlx::query(
         "INSERT INTO purge_ledger (run_id, at, production_deleted, demo_deleted, bytes_deleted, \
          orphans_removed, duration_ms, oldest_production_age_ms, oldest_demo_age_ms, \
-         client_ips_erased) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         client_ips_erased, signal_rows_removed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(run_id)
     .bind(now)
@@ -136,6 +144,7 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
     .bind(report.oldest_production_age_ms)
     .bind(report.oldest_demo_age_ms)
     .bind(report.client_ips_erased)
+    .bind(report.signal_rows_removed)
     .execute(&mut *tx)
     .await?;
     crate::audit::append(
@@ -146,7 +155,8 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
             .detail("production_deleted", report.production_deleted)
             .detail("demo_deleted", report.demo_deleted)
             .detail("orphans_removed", report.orphans_removed)
-            .detail("client_ips_erased", report.client_ips_erased),
+            .detail("client_ips_erased", report.client_ips_erased)
+            .detail("signal_rows_removed", report.signal_rows_removed),
     )
     .await?;
     tx.commit().await?;

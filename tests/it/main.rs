@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod alerts;
 mod api;
 mod audit_log;
 mod authn;
