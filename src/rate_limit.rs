@@ -29,6 +29,11 @@ impl NodeLimiter {
         }
     }
 
+    /// [`check`](Self::check) for a request's client address as the request context holds it.
+    pub fn check_ip(&self, client_ip: Option<&str>) -> Result<(), u64> {
+        self.check(client_ip.and_then(ClientNetwork::parse))
+    }
+
     /// `Ok`, or the whole seconds to wait.
     pub fn check(&self, client: Option<ClientNetwork>) -> Result<(), u64> {
         if self.limiter.len() > 100_000 {

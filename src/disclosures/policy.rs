@@ -11,6 +11,7 @@ use crate::app::AppState;
 use crate::clock::{DAY, format_ms};
 use crate::error::{AppError, AppResult};
 use crate::portal::routes::{Access, PortalRoute};
+use crate::web::RequestCtx;
 
 pub fn routes() -> Vec<PortalRoute> {
     vec![
@@ -75,13 +76,16 @@ pub fn security_txt(state: &AppState, now: crate::clock::Millis) -> String {
     body
 }
 
-async fn security_txt_get(State(state): State<AppState>) -> Response {
+async fn security_txt_get(State(state): State<AppState>, ctx: RequestCtx) -> AppResult<Response> {
+    if let Err(wait) = state.trust_limiter.check_ip(ctx.client_ip.as_deref()) {
+        return super::public::pages_limited(wait);
+    }
     let mut response = security_txt(&state, state.now()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    response
+    Ok(response)
 }
 
 /// One block of the policy: a heading, a paragraph or a list.
@@ -140,7 +144,10 @@ struct PolicyPage {
     contact_email: String,
 }
 
-async fn policy_get(State(state): State<AppState>) -> AppResult<Html<String>> {
+async fn policy_get(State(state): State<AppState>, ctx: RequestCtx) -> AppResult<Response> {
+    if let Err(wait) = state.trust_limiter.check_ip(ctx.client_ip.as_deref()) {
+        return super::public::pages_limited(wait);
+    }
     let path = state.config.disclosure_policy_file.trim();
     let custom = if path.is_empty() {
         None
@@ -156,7 +163,8 @@ async fn policy_get(State(state): State<AppState>) -> AppResult<Html<String>> {
             contact_email: state.config.disclosure_contact_email.trim().to_owned(),
         }
         .render()?,
-    ))
+    )
+    .into_response())
 }
 
 #[derive(Template)]
@@ -165,14 +173,17 @@ struct ThanksPage {
     names: Vec<(String, String)>,
 }
 
-async fn thanks_get(State(state): State<AppState>) -> AppResult<Html<String>> {
+async fn thanks_get(State(state): State<AppState>, ctx: RequestCtx) -> AppResult<Response> {
+    if let Err(wait) = state.trust_limiter.check_ip(ctx.client_ip.as_deref()) {
+        return super::public::pages_limited(wait);
+    }
     let mut conn = state.db.pool.acquire().await?;
     let names = super::store::credited(&mut conn)
         .await?
         .into_iter()
         .map(|(name, at)| (name, format_ms(at).chars().take(10).collect()))
         .collect();
-    Ok(Html(ThanksPage { names }.render()?))
+    Ok(Html(ThanksPage { names }.render()?).into_response())
 }
 
 #[cfg(test)]

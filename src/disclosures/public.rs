@@ -47,7 +47,13 @@ struct ReportPage {
     max_mib: usize,
 }
 
-async fn report_get(visitor: Visitor) -> AppResult<Html<String>> {
+async fn report_get(State(state): State<AppState>, visitor: Visitor) -> AppResult<Response> {
+    if let Err(wait) = state
+        .trust_limiter
+        .check_ip(visitor.ctx.client_ip.as_deref())
+    {
+        return pages_limited(wait);
+    }
     Ok(Html(
         ReportPage {
             csrf: visitor.csrf.clone(),
@@ -56,7 +62,8 @@ async fn report_get(visitor: Visitor) -> AppResult<Html<String>> {
             ..Default::default()
         }
         .render()?,
-    ))
+    )
+    .into_response())
 }
 
 fn unreadable(err: axum::extract::multipart::MultipartError) -> AppError {
@@ -105,12 +112,24 @@ async fn read_multipart(
 #[template(path = "disclosures/limited.html")]
 struct LimitedPage {
     minutes: u64,
+    /// Page views over the per-minute page limit, rather than reports over the hourly one.
+    pages: bool,
 }
 
-/// The readable 429 page.
+/// The readable 429 page for reports and researcher messages.
 fn limited(retry_after_seconds: u64) -> AppResult<Response> {
+    limited_page(retry_after_seconds, false)
+}
+
+/// The readable 429 page for views of the public pages.
+pub(super) fn pages_limited(retry_after_seconds: u64) -> AppResult<Response> {
+    limited_page(retry_after_seconds, true)
+}
+
+fn limited_page(retry_after_seconds: u64, pages: bool) -> AppResult<Response> {
     let page = LimitedPage {
         minutes: retry_after_seconds.div_ceil(60),
+        pages,
     }
     .render()?;
     let mut response = (StatusCode::TOO_MANY_REQUESTS, Html(page)).into_response();
@@ -355,6 +374,12 @@ async fn status_get(
     visitor: Visitor,
     Path(token): Path<String>,
 ) -> AppResult<Response> {
+    if let Err(wait) = state
+        .trust_limiter
+        .check_ip(visitor.ctx.client_ip.as_deref())
+    {
+        return pages_limited(wait);
+    }
     status_page(&state, &visitor, &token, None, None).await
 }
 

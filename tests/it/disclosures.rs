@@ -1121,3 +1121,28 @@ async fn the_inbox_filters_by_state_severity_overdue_and_assignee(backend: Backe
     assert_eq!(bad.status(), 400);
 }
 both_backends!(the_inbox_filters_by_state_severity_overdue_and_assignee);
+
+async fn the_public_disclosure_pages_share_the_per_network_page_limit(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.trust_requests_per_minute = 3).await;
+    let client = app.client();
+    for path in ["/.well-known/security.txt", "/security", "/security/report"] {
+        assert_eq!(app.get(&client, path).await.status(), 200, "{path}");
+    }
+    for path in [
+        "/security.txt",
+        "/security/acknowledgements",
+        "/security/reports/0000000000000000000000000000000000000000000",
+    ] {
+        let limited = app.get(&client, path).await;
+        assert_eq!(limited.status(), 429, "{path}");
+        assert!(limited.headers().contains_key("retry-after"));
+        assert!(
+            limited
+                .text()
+                .await
+                .unwrap()
+                .contains("Too many requests from your network")
+        );
+    }
+}
+both_backends!(the_public_disclosure_pages_share_the_per_network_page_limit);

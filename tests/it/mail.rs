@@ -61,8 +61,18 @@ impl SmtpServer {
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(&listen).is_err() {
             assert!(Instant::now() < deadline, "SMTP server did not start");
+            assert!(
+                child.try_wait().ok().flatten().is_none(),
+                "SMTP server exited (port {port} taken?)"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
+        // Something answered; make sure it is this server and not another listener.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            child.try_wait().ok().flatten().is_none(),
+            "SMTP server exited: port {port} belongs to another listener"
+        );
         Self { child, received }
     }
 
@@ -89,12 +99,20 @@ impl Drop for SmtpServer {
     }
 }
 
+/// A port that is free now, chosen below the kernel's ephemeral range (32768–60999 here),
+/// so a server another test binds to port 0 cannot be handed it while its owner has it
+/// closed (the SMTP test stops and restarts its server on the same port).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = 20_000 + (std::process::id() % 1_000) as u16 * 12;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 12_000;
+        let port = 20_000 + (start - 20_000 + offset) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 async fn queue(app: &TestApp, to: &str, subject: &str) -> String {
