@@ -147,23 +147,31 @@ pub async fn deliver(state: &AppState) -> anyhow::Result<DeliveryReport> {
         let now = state.now();
         match result {
             Ok(()) => {
-                sqlx::query("UPDATE outbox SET sent_at = $1, attempts = $2, last_error = NULL WHERE id = $3")
-                    .bind(now)
-                    .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
-                    .bind(&id)
-                    .execute(&state.db.pool)
-                    .await?;
+                // Bodies can carry one-time links (setup, researcher status pages): once the
+                // message is out they are erased; recipient, subject and times stay as the record.
+                sqlx::query(
+                    "UPDATE outbox SET sent_at = $1, attempts = $2, last_error = NULL, \
+                     body_text = '', body_html = '' WHERE id = $3",
+                )
+                .bind(now)
+                .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+                .bind(&id)
+                .execute(&state.db.pool)
+                .await?;
                 report.sent += 1;
             }
             Err((permanent, error)) if permanent || attempts >= MAX_ATTEMPTS => {
                 let mut tx = state.db.begin().await?;
-                sqlx::query("UPDATE outbox SET failed_at = $1, attempts = $2, last_error = $3 WHERE id = $4")
-                    .bind(now)
-                    .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
-                    .bind(&error)
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE outbox SET failed_at = $1, attempts = $2, last_error = $3, \
+                     body_text = '', body_html = '' WHERE id = $4",
+                )
+                .bind(now)
+                .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+                .bind(&error)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
                 audit::append(
                     &mut tx,
                     now,

@@ -188,6 +188,15 @@ async fn without_smtp_mail_is_written_as_eml_files(backend: Backend) {
     assert_eq!(files.len(), 1);
     let eml = std::fs::read_to_string(files[0].path()).unwrap();
     assert!(eml.contains("Subject: Local delivery check") && eml.contains("To: ops@example.com"));
+    // Once out, the body (which may hold a one-time link) is erased; the record stays.
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM outbox WHERE subject = 'Local delivery check' \
+             AND sent_at IS NOT NULL AND body_text = '' AND body_html = ''"
+        )
+        .await,
+        1
+    );
 }
 both_backends!(without_smtp_mail_is_written_as_eml_files);
 
