@@ -12,7 +12,7 @@ use object_store::{ObjectStore, PutPayload};
 use crate::crypto::Keyring;
 
 /// Blocking threads a local bulk delete uses at most.
-const LOCAL_DELETE_THREADS: usize = 4;
+const LOCAL_DELETE_THREADS: usize = 2;
 
 /// A key that maps to the same relative file path in a local store (ours always do: scope
 /// and id are ASCII letters, digits and dashes), so it can be unlinked without object_store.

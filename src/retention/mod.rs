@@ -79,8 +79,10 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
             .collect();
         state.blobs.delete_many(keys).await?;
         let mut tx = state.db.begin().await?;
+        let ids: Vec<String> = batch.iter().map(|image| image.id.clone()).collect();
+        let deleted = crate::images::delete_many(&mut tx, &ids).await?;
         for image in &batch {
-            if crate::images::delete(&mut tx, &image.id).await? {
+            if deleted.contains(&image.id) {
                 if image.demo {
                     report.demo_deleted += 1;
                 } else {
