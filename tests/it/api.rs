@@ -788,9 +788,11 @@ async fn a_multipart_upload_with_a_part_other_than_image_is_refused_by_name(back
     let app = spawn_app(backend).await;
     let customer = app.create_customer("Acme", "live", 30).await;
     let (_, key) = app.issue_key(&customer, "faces:detect").await;
+    // The refusal comes at the first part, before the rest is read, so the body is kept
+    // small enough to be written whole before the answer.
     let form = reqwest::multipart::Form::new().text("note", "hello").part(
         "image",
-        reqwest::multipart::Part::bytes(ASTRONAUT.to_vec())
+        reqwest::multipart::Part::bytes(ASTRONAUT[..64].to_vec())
             .mime_str("image/png")
             .unwrap(),
     );
