@@ -406,19 +406,6 @@ async fn customer_settings_post(
     Ok(Redirect::to(&format!("/customers/{id}?notice=saved")).into_response())
 }
 
-#[derive(Template)]
-#[template(path = "keys/issued.html")]
-pub(crate) struct KeyIssuedPage {
-    pub shell: Shell,
-    pub customer_id: String,
-    pub customer_name: String,
-    pub key_name: String,
-    pub secret: String,
-    pub prefix: String,
-    pub previous: Option<String>,
-    pub grace: String,
-}
-
 #[derive(Deserialize)]
 struct KeyForm {
     name: String,
@@ -491,15 +478,5 @@ async fn customer_key_create_post(
     )
     .await?;
     tx.commit().await?;
-    Ok(html(&KeyIssuedPage {
-        shell: Shell::new(&state, &visitor, "/customers")?,
-        customer_id: customer.id,
-        customer_name: customer.name,
-        key_name: name.to_owned(),
-        secret: issued.secret,
-        prefix: issued.prefix,
-        previous: None,
-        grace: String::new(),
-    })?
-    .into_response())
+    crate::keys::pages::show_once(&state, &visitor, &issued.id, issued.secret, None, "")
 }

@@ -3,22 +3,29 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use super::model::GRACE_CHOICES;
 use super::store::{self, KeyFilter};
 use crate::app::AppState;
-use crate::customers::pages::{KeyIssuedPage, KeyRowView, key_row};
+use crate::customers::pages::{KeyRowView, key_row};
 use crate::error::{AppError, AppResult};
 use crate::portal::routes::{Access, PortalRoute, Visitor};
 use crate::portal::shell::{Shell, html};
-use crate::web::Form;
+use crate::web::{Form, read_cookie};
 
 pub fn routes() -> Vec<PortalRoute> {
     vec![
         PortalRoute::get("/keys", Access::Rbac("keys", "read"), key_list_get),
         PortalRoute::get("/keys/{id}", Access::Rbac("keys", "read"), key_detail_get),
+        PortalRoute::get(
+            "/keys/{id}/issued",
+            Access::Rbac("keys", "write"),
+            key_issued_get,
+        ),
         PortalRoute::post(
             "/keys/{id}/rotate",
             Access::Rbac("keys", "write"),
@@ -203,17 +210,130 @@ async fn key_rotate_post(
     .await?;
     tx.commit().await?;
     state.key_cache.forget(&old.id);
-    Ok(html(&KeyIssuedPage {
-        shell: Shell::new(&state, &visitor, "/keys")?,
-        customer_id: customer.id,
-        customer_name: customer.name,
-        key_name: old.name,
-        secret: issued.secret,
-        prefix: issued.prefix,
-        previous: Some(old.prefix),
-        grace: label.to_owned(),
+    show_once(
+        &state,
+        &visitor,
+        &issued.id,
+        issued.secret,
+        Some(old.prefix),
+        label,
+    )
+}
+
+/// Carries a just-issued secret, sealed to the session, from the POST that made the key to
+/// the one page that shows it. The POST answers with a redirect, so reloading that page
+/// neither shows the secret again nor submits the form a second time (which issued another
+/// key).
+const ISSUED_COOKIE: &str = "tp_key_issued";
+
+/// How long the sealed secret waits for its page, in seconds.
+const ISSUED_COOKIE_SECONDS: i64 = 120;
+
+#[derive(Serialize, Deserialize)]
+struct IssuedSecret {
+    key_id: String,
+    secret: String,
+    previous: Option<String>,
+    grace: String,
+}
+
+fn issued_aad(session_id: &str) -> Vec<u8> {
+    format!("key-issued:{session_id}").into_bytes()
+}
+
+fn cookie_header(value: &str) -> Result<HeaderValue, AppError> {
+    HeaderValue::from_str(value).map_err(|e| AppError::Internal(e.into()))
+}
+
+/// Answers a POST that issued or rotated to key `key_id`: a redirect to the page that shows
+/// `secret` once.
+pub(crate) fn show_once(
+    state: &AppState,
+    visitor: &Visitor,
+    key_id: &str,
+    secret: String,
+    previous: Option<String>,
+    grace: &str,
+) -> AppResult<Response> {
+    let session = visitor.session()?;
+    let payload = Zeroizing::new(
+        serde_json::to_vec(&IssuedSecret {
+            key_id: key_id.to_owned(),
+            secret,
+            previous,
+            grace: grace.to_owned(),
+        })
+        .map_err(|e| AppError::Internal(e.into()))?,
+    );
+    let sealed = state.keyring.seal(&payload, &issued_aad(&session.id));
+    let mut response = Redirect::to(&format!("/keys/{key_id}/issued")).into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookie_header(&visitor.ctx.set_cookie(
+            ISSUED_COOKIE,
+            &sealed,
+            "Strict",
+            Some(ISSUED_COOKIE_SECONDS),
+        ))?,
+    );
+    Ok(response)
+}
+
+#[derive(Template)]
+#[template(path = "keys/issued.html")]
+struct KeyIssuedPage {
+    shell: Shell,
+    key_id: String,
+    customer_id: String,
+    customer_name: String,
+    key_name: String,
+    /// `None` once the secret has been shown.
+    secret: Option<String>,
+    prefix: String,
+    previous: Option<String>,
+    grace: String,
+}
+
+/// The page after issuing or rotating: the secret the first time, a notice afterwards.
+async fn key_issued_get(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let key = store::find(&state.db.pool, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let session = visitor.session()?;
+    let cookie = read_cookie(&headers, &visitor.ctx.cookie_name(ISSUED_COOKIE));
+    let issued = cookie
+        .as_deref()
+        .and_then(|sealed| state.keyring.open(sealed, &issued_aad(&session.id)).ok())
+        .and_then(|plain| serde_json::from_slice::<IssuedSecret>(&plain).ok())
+        .filter(|issued| issued.key_id == key.id);
+    let (secret, previous, grace) = match issued {
+        Some(i) => (Some(i.secret), i.previous, i.grace),
+        None => (None, None, String::new()),
+    };
+    let mut response = html(&KeyIssuedPage {
+        shell: Shell::new(&state, &visitor, "/customers")?,
+        key_id: key.id,
+        customer_id: key.customer_id,
+        customer_name: key.customer_name,
+        key_name: key.name,
+        secret,
+        prefix: key.prefix,
+        previous,
+        grace,
     })?
-    .into_response())
+    .into_response();
+    if cookie.is_some() {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            cookie_header(&visitor.ctx.clear_cookie(ISSUED_COOKIE))?,
+        );
+    }
+    Ok(response)
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,26 @@ fn secret_in(page: &str) -> String {
     page[start..end].to_owned()
 }
 
+/// Issuing and rotating answer with a redirect to the page that shows the new key once;
+/// follows it and returns that page.
+async fn shown_once(
+    app: &TestApp,
+    client: &reqwest::Client,
+    response: reqwest::Response,
+) -> String {
+    assert_eq!(
+        response.status(),
+        303,
+        "a redirect, so a reload cannot re-submit"
+    );
+    let page = location(&response);
+    assert!(
+        page.starts_with("/keys/") && page.ends_with("/issued"),
+        "{page}"
+    );
+    app.get(client, &page).await.text().await.unwrap()
+}
+
 async fn a_key_issued_in_the_portal_is_shown_once_and_stored_only_as_hmac(backend: Backend) {
     let app = spawn_app(backend).await;
     let (security, _) = app.logged_in_as(Role::Security).await;
@@ -45,8 +65,8 @@ async fn a_key_issued_in_the_portal_is_shown_once_and_stored_only_as_hmac(backen
             ],
         )
         .await;
-    assert_eq!(issued.status(), 200);
-    let secret = secret_in(&issued.text().await.unwrap());
+    let issued_page = location(&issued);
+    let secret = secret_in(&shown_once(&app, &security, issued).await);
     assert_eq!(
         trustplane::keys::format::parse(&secret),
         Ok(trustplane::keys::format::KeyEnv::Live)
@@ -58,6 +78,13 @@ async fn a_key_issued_in_the_portal_is_shown_once_and_stored_only_as_hmac(backen
     assert!(!dump.contains(&secret[8..38]), "not even the random part");
     assert!(dump.contains(&app.state.keyring.pepper_hmac_hex(secret.as_bytes())));
     assert!(!app.audit_text().await.contains(&secret[8..]));
+
+    // Opening (or reloading) the page again does not show it.
+    let again = app.get(&security, &issued_page).await;
+    assert_eq!(again.status(), 200);
+    let again = again.text().await.unwrap();
+    assert!(!again.contains(&secret) && again.contains("cannot be shown again"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM api_keys").await, 1);
 
     // Listed afterwards by prefix only.
     let detail = app
@@ -232,8 +259,7 @@ async fn rotation_keeps_the_old_key_for_the_grace_period(backend: Backend) {
             &[("csrf", &csrf_of(&page)), ("grace", "1h")],
         )
         .await;
-    assert_eq!(rotated.status(), 200);
-    let new_secret = secret_in(&rotated.text().await.unwrap());
+    let new_secret = secret_in(&shown_once(&app, &admin, rotated).await);
     assert!(new_secret.starts_with("tp_test_"));
     let meta = RequestMeta::default();
     assert!(
@@ -286,7 +312,7 @@ async fn rotation_keeps_the_old_key_for_the_grace_period(backend: Backend) {
             &[("csrf", &csrf_of(&page)), ("grace", "none")],
         )
         .await;
-    let newest = secret_in(&again.text().await.unwrap());
+    let newest = secret_in(&shown_once(&app, &admin, again).await);
     assert!(
         verify(&app.state, Some(&new_secret), &meta)
             .await

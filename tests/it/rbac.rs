@@ -92,6 +92,7 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ("POST", "/customers/{id}/keys", Expect::Roles(KEY_MANAGERS)),
     ("GET", "/keys", Expect::Roles(KEY_READERS)),
     ("GET", "/keys/{id}", Expect::Roles(KEY_READERS)),
+    ("GET", "/keys/{id}/issued", Expect::Roles(KEY_MANAGERS)),
     ("POST", "/keys/{id}/rotate", Expect::Roles(KEY_MANAGERS)),
     ("POST", "/keys/{id}/revoke", Expect::Roles(KEY_MANAGERS)),
     ("GET", "/jobs", Expect::Roles(ADMIN_AUDITOR)),
