@@ -252,6 +252,110 @@ async fn tour(browser: &mut Browser, app: &TestApp) {
     }
 }
 
+/// The `href` of the first element matching `css`.
+async fn first_href(browser: &Browser, css: &str) -> String {
+    browser
+        .property(css, "href")
+        .await
+        .as_str()
+        .unwrap_or_else(|| panic!("`{css}` has no href"))
+        .to_owned()
+}
+
+/// One record of each kind through the portal's own forms, so the detail pages and filled
+/// lists are checked too (not only empty states).
+async fn record_one_of_each(browser: &mut Browser, app: &TestApp) {
+    // A finding.
+    browser.goto(&app.url("/findings")).await;
+    let form = "form[method=post][action='/findings']";
+    browser
+        .fill(
+            &format!("{form} input[name=title]"),
+            "Stored XSS in the report viewer",
+        )
+        .await;
+    browser
+        .fill(&format!("{form} input[name=asset]"), "portal /reports")
+        .await;
+    browser
+        .click_to_navigate(&format!("{form} button[type=submit]"))
+        .await;
+    let finding = browser.path().await;
+    assert!(
+        finding.starts_with("/findings/"),
+        "the finding page, not {finding}: {}",
+        browser.text("main").await
+    );
+    browser.check_page("finding").await;
+
+    // A sub-processor.
+    browser.goto(&app.url("/vendors/new")).await;
+    browser.fill("input[name=name]", "Cloud Mail").await;
+    browser
+        .fill("input[name=legal_entity]", "Cloud Mail GmbH")
+        .await;
+    browser
+        .fill("textarea[name=purpose]", "Sends transactional email")
+        .await;
+    browser.fill("input[name=locations]", "DE").await;
+    browser
+        .fill("input[name=owner_email]", "root@example.com")
+        .await;
+    browser
+        .click_to_navigate("form[action='/vendors'] button[type=submit]")
+        .await;
+    let vendor = browser.path().await;
+    assert!(
+        vendor.starts_with("/vendors/"),
+        "the vendor page, not {vendor}"
+    );
+    browser.check_page("vendor").await;
+
+    // A researcher's report through the public form, then its page in the inbox.
+    browser.goto(&app.url("/security/report")).await;
+    browser
+        .fill("input[name=title]", "Open redirect on login")
+        .await;
+    browser
+        .fill("input[name=asset]", "https://portal.example/login")
+        .await;
+    browser
+        .fill(
+            "textarea[name=description]",
+            "The next parameter accepts any host.",
+        )
+        .await;
+    browser
+        .click_to_navigate("form[action='/security/report'] button[type=submit]")
+        .await;
+    browser.check_page("public-report-received").await;
+    browser.goto(&app.url("/disclosures")).await;
+    let disclosure = first_href(browser, "table a[href^='/disclosures/']").await;
+    browser.goto(&disclosure).await;
+    browser.check_page("disclosure").await;
+
+    // An access-review campaign for the current quarter.
+    browser.goto(&app.url("/reviews")).await;
+    browser
+        .click_to_navigate("form[action='/reviews/open'] button[type=submit]")
+        .await;
+    assert!(
+        browser.path().await.starts_with("/reviews/"),
+        "the campaign page"
+    );
+    browser.check_page("review").await;
+
+    // A staff member's page and a key's traffic page (SVG charts with data tables).
+    browser.goto(&app.url("/staff")).await;
+    let staff = first_href(browser, "table a[href^='/staff/']").await;
+    browser.goto(&staff).await;
+    browser.check_page("staff-member").await;
+    browser.goto(&app.url("/keys")).await;
+    let key = first_href(browser, "table a[href^='/keys/']").await;
+    browser.goto(&key).await;
+    browser.check_page("key-traffic").await;
+}
+
 /// Opens an incident through the form; its page shows the triage countdown.
 async fn open_incident(browser: &mut Browser, app: &TestApp) -> String {
     browser.goto(&app.url("/incidents/new")).await;
@@ -332,6 +436,7 @@ async fn first_run_login_and_api_key_in_chromium() {
         browser.try_find(".countdown").await.is_some(),
         "{incident}: a countdown"
     );
+    record_one_of_each(&mut browser, &app).await;
     tour(&mut browser, &app).await;
 
     browser.assert_clean();
