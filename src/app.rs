@@ -56,6 +56,8 @@ pub struct App {
     pub demo_limiter: crate::api::demo::DemoLimiter,
     /// Per-network limiter of the public sub-processor list, feed and subscribe form.
     pub trust_limiter: crate::rate_limit::NodeLimiter,
+    /// Signs `security.txt` when the operator configured an OpenPGP key.
+    pub security_txt_signer: Option<crate::disclosures::signing::SecurityTxtSigner>,
     /// Bounds concurrent password hashing (memory) with a short queue.
     pub passwords: crate::authn::PasswordGate,
     /// Accounts with a login secret being verified on this node right now.

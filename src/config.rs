@@ -161,6 +161,10 @@ pub struct Config {
     pub security_txt_encryption: String,
     /// Optional `Hiring:` URL of `security.txt`.
     pub security_txt_hiring: String,
+    /// An ASCII-armoured OpenPGP secret key file; when set, `security.txt` is served with a
+    /// cleartext signature of that key (passphrase, if any, in
+    /// `TRUSTPLANE_SECURITY_TXT_KEY_PASSPHRASE`). Empty = unsigned.
+    pub security_txt_openpgp_key: String,
     /// Bearer token Prometheus Alertmanager presents at `POST /hooks/alertmanager`; empty
     /// turns the hook off (every call is refused). Prefer `TRUSTPLANE_ALERTMANAGER_TOKEN`.
     pub alertmanager_token: String,
@@ -279,6 +283,7 @@ impl Default for Config {
             security_txt_languages: "en".into(),
             security_txt_encryption: String::new(),
             security_txt_hiring: String::new(),
+            security_txt_openpgp_key: String::new(),
             vendor_notice_days: 30,
             vendor_reassessment_months: [12, 24, 36],
             trust_requests_per_minute: 60,

@@ -41,8 +41,16 @@ pub async fn build_state(
         crate::api::demo::DemoLimiter::per_minute(config.demo_requests_per_minute)
     };
     let sla_calendar = config.sla_calendar()?;
+    let security_txt_signer = match config.security_txt_openpgp_key.trim() {
+        "" => None,
+        path => Some(crate::disclosures::signing::SecurityTxtSigner::load(
+            std::path::Path::new(path),
+            std::env::var(crate::disclosures::signing::PASSPHRASE_ENV).ok(),
+        )?),
+    };
     Ok(AppState::new(App {
         sla_calendar,
+        security_txt_signer,
         analyzer,
         demo_limiter,
         trust_limiter: crate::rate_limit::NodeLimiter::per_minute(config.trust_requests_per_minute),

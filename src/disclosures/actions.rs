@@ -2,7 +2,7 @@
 //! assignee, open an incident): each a form post that runs one operation in one
 //! transaction and returns to the report.
 
-use axum::extract::{Path, State};
+use axum::extract::{Multipart, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -14,6 +14,61 @@ use crate::error::{AppError, AppResult};
 use crate::findings::model::Severity;
 use crate::portal::routes::Visitor;
 use crate::web::Form;
+
+/// Files a staff member adds to a report (a patch, a log, a reproduction): checked by content
+/// and sealed like the researcher's, listed on the report as uploaded by that person, and
+/// never shown on the researcher's status page.
+pub(super) async fn attach_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    mut multipart: Multipart,
+) -> AppResult<Response> {
+    let mut conn = state.db.pool.acquire().await?;
+    super::store::find(&mut conn, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    drop(conn);
+    let (_, files) = super::public::read_multipart(&mut multipart).await?;
+    if files.is_empty() {
+        return Err(AppError::BadRequest(
+            "Choose at least one file to attach. Nothing was added.".into(),
+        ));
+    }
+    let checked = super::attachments::check(files)?;
+    let now = state.now();
+    let actor = visitor.actor();
+    let mut tx = state.db.begin().await?;
+    let stored = super::attachments::store(
+        &mut tx,
+        &state.blobs,
+        &state.keyring,
+        &id,
+        checked,
+        &actor,
+        now,
+    )
+    .await?;
+    for file in &stored {
+        crate::audit::append(
+            &mut tx,
+            now,
+            &visitor.ctx.meta(),
+            crate::audit::AuditEvent::new(
+                actor.as_str(),
+                "disclosure.attachment_add",
+                format!("disclosure:{id}"),
+            )
+            .detail("attachment", file.id.as_str())
+            .detail("file_name", file.file_name.as_str())
+            .detail("bytes", file.bytes)
+            .detail("sha256", file.sha256.as_str()),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(back(&id))
+}
 
 fn back(id: &str) -> Response {
     Redirect::to(&format!("/disclosures/{id}")).into_response()

@@ -12,6 +12,7 @@ pub mod model;
 pub mod pages;
 pub mod policy;
 pub mod public;
+pub mod signing;
 pub mod store;
 mod workflow;
 

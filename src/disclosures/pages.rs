@@ -31,6 +31,8 @@ pub fn routes() -> Vec<PortalRoute> {
         PortalRoute::get("/disclosures/{id}/attachments/{file}", read, attachment_get),
         PortalRoute::post("/disclosures/{id}/reply", write, actions::reply_post),
         PortalRoute::post("/disclosures/{id}/note", write, actions::note_post),
+        PortalRoute::post("/disclosures/{id}/attachments", write, actions::attach_post)
+            .with_body_limit(super::attachments::UPLOAD_BODY_LIMIT),
         PortalRoute::post("/disclosures/{id}/state", write, actions::state_post),
         PortalRoute::post("/disclosures/{id}/update", write, actions::update_post),
         PortalRoute::post("/disclosures/{id}/incident", write, actions::incident_post),

@@ -35,9 +35,15 @@ pub fn base_url(state: &AppState) -> String {
 }
 
 /// The `security.txt` body at `now`: `Expires` is regenerated on every request, so it is
-/// always `security_txt_expires_days` ahead (under a year, as RFC 9116 recommends).
+/// always `security_txt_expires_days` ahead (under a year, as RFC 9116 recommends). A signed
+/// file keeps `Expires` on the start of the day, so one signature serves the whole day.
 pub fn security_txt(state: &AppState, now: crate::clock::Millis) -> String {
     let config = &state.config;
+    let now = if state.security_txt_signer.is_some() {
+        now - now.rem_euclid(DAY)
+    } else {
+        now
+    };
     let base = base_url(state);
     let mut lines = vec![
         "# Report security vulnerabilities through the form below; no account needed.".to_owned(),
@@ -80,7 +86,12 @@ async fn security_txt_get(State(state): State<AppState>, ctx: RequestCtx) -> App
     if let Err(wait) = state.trust_limiter.check_ip(ctx.client_ip.as_deref()) {
         return super::public::pages_limited(wait);
     }
-    let mut response = security_txt(&state, state.now()).into_response();
+    let body = security_txt(&state, state.now());
+    let body = match &state.security_txt_signer {
+        Some(signer) => signer.sign(&body).map_err(AppError::Internal)?,
+        None => body,
+    };
+    let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

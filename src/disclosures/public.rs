@@ -77,7 +77,7 @@ fn unreadable(err: axum::extract::multipart::MultipartError) -> AppError {
 }
 
 /// Text fields by name, and the files, of a multipart form.
-async fn read_multipart(
+pub(super) async fn read_multipart(
     multipart: &mut Multipart,
 ) -> AppResult<(std::collections::HashMap<String, String>, Vec<Upload>)> {
     let mut fields = std::collections::HashMap::new();

@@ -3,6 +3,7 @@
 //! business-day triage clock, critical → finding, duplicates, the rate limit, attachments,
 //! and hostile input shown as text.
 
+use sqlx::Row;
 use trustplane::audit::RequestMeta;
 use trustplane::clock::{DAY, HOUR, MINUTE};
 use trustplane::disclosures::{self, Change, model::State};
@@ -1146,3 +1147,256 @@ async fn the_public_disclosure_pages_share_the_per_network_page_limit(backend: B
     }
 }
 both_backends!(the_public_disclosure_pages_share_the_per_network_page_limit);
+
+/// A fresh Ed25519 OpenPGP key that signs; (armoured secret key, armoured public key).
+fn openpgp_key(passphrase: Option<&str>) -> (String, String) {
+    use pgp::composed::{ArmorOptions, KeyType, SecretKeyParamsBuilder};
+    let mut params = SecretKeyParamsBuilder::default();
+    params
+        .key_type(KeyType::Ed25519Legacy)
+        .can_certify(true)
+        .can_sign(true)
+        .primary_user_id("Security Team <security@example.com>".into())
+        .passphrase(passphrase.map(str::to_owned));
+    let key = params
+        .build()
+        .unwrap()
+        .generate(rand::thread_rng())
+        .unwrap();
+    (
+        key.to_armored_string(ArmorOptions::default()).unwrap(),
+        key.to_public_key()
+            .to_armored_string(ArmorOptions::default())
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn security_txt_carries_a_cleartext_signature_that_gpg_verifies_when_a_key_is_configured() {
+    use pgp::composed::{CleartextSignedMessage, Deserializable, SignedPublicKey};
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, public) = openpgp_key(None);
+    let key_path = dir.path().join("security-txt.asc");
+    std::fs::write(&key_path, &secret).unwrap();
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.public_url = "https://trust.example.com".into();
+        c.security_txt_openpgp_key = key_path.display().to_string();
+    })
+    .await;
+    let researcher = app.client();
+    let response = app.get(&researcher, "/.well-known/security.txt").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    let signed = response.text().await.unwrap();
+    assert!(
+        signed.starts_with("-----BEGIN PGP SIGNED MESSAGE-----\n"),
+        "{signed}"
+    );
+    assert!(signed.trim_end().ends_with("-----END PGP SIGNATURE-----"));
+
+    // The signature verifies with the public key, over the fields a researcher reads.
+    let (message, _) = CleartextSignedMessage::from_string(&signed).unwrap();
+    let (public_key, _) = SignedPublicKey::from_string(&public).unwrap();
+    message.verify(&public_key).unwrap();
+    let text = message.signed_text();
+    assert!(text.contains("Contact: https://trust.example.com/security/report"));
+    assert!(text.contains("Canonical: https://trust.example.com/.well-known/security.txt"));
+    let expires = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Expires: "))
+        .expect("Expires line");
+    assert!(expires.ends_with("T00:00:00Z"), "a whole day: {expires}");
+
+    // Later the same day the same signed document is served; the next day a new one.
+    app.clock.advance(HOUR);
+    assert_eq!(
+        app.get(&researcher, "/security.txt")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        signed
+    );
+    app.clock.advance(DAY);
+    let next_day = app
+        .get(&researcher, "/security.txt")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_ne!(next_day, signed);
+    let (message, _) = CleartextSignedMessage::from_string(&next_day).unwrap();
+    message.verify(&public_key).unwrap();
+
+    // GnuPG, what a researcher would run, accepts it; and refuses a tampered copy.
+    let home = dir.path().join("gnupg");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str], input: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("gpg")
+            .arg("--homedir")
+            .arg(&home)
+            .args(["--batch", "--no-tty"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("gpg (Debian: gnupg) must be installed");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = gpg(&["--import"], &public);
+    assert!(ok, "{err}");
+    let (ok, err) = gpg(&["--verify"], &next_day);
+    assert!(ok, "gpg --verify: {err}");
+    assert!(err.contains("Good signature"), "{err}");
+    let tampered = next_day.replace(
+        "Contact: https://trust.example.com",
+        "Contact: https://evil.example",
+    );
+    let (ok, err) = gpg(&["--verify"], &tampered);
+    assert!(!ok, "a tampered security.txt must not verify: {err}");
+}
+
+#[tokio::test]
+async fn a_security_txt_key_that_cannot_sign_stops_the_server_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, _) = openpgp_key(Some("correct horse battery staple"));
+    let protected = dir.path().join("protected.asc");
+    std::fs::write(&protected, &secret).unwrap();
+    let garbage = dir.path().join("garbage.asc");
+    std::fs::write(&garbage, "not a key").unwrap();
+    for (path, expected) in [
+        (protected, "cannot sign"),
+        (garbage, "not an ASCII-armoured OpenPGP secret key"),
+        (dir.path().join("missing.asc"), "missing.asc"),
+    ] {
+        let mut config = test_config(
+            dir.path(),
+            &format!("sqlite://{}?mode=rwc", dir.path().join("tp.db").display()),
+        );
+        config.security_txt_openpgp_key = path.display().to_string();
+        let err = trustplane::server::build_state(
+            config,
+            trustplane::clock::ManualClock::new(T0),
+            trustplane::crypto::Keyring::generate(),
+        )
+        .await
+        .expect_err("a key that cannot sign must stop the start");
+        assert!(format!("{err:#}").contains(expected), "{err:#}");
+    }
+}
+
+async fn staff_attach_files_to_a_report_that_the_researcher_never_sees(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (id, status_path) = report(&app, "Key prefix leak", "rae@example.com").await;
+    let (staff, person) = app.logged_in_as(Role::Security).await;
+    let detail_path = format!("/disclosures/{id}");
+    let attach = |client: reqwest::Client, files: Vec<(&'static str, Vec<u8>)>| {
+        let app = &app;
+        let detail_path = detail_path.clone();
+        async move {
+            let page = app.get(&client, &detail_path).await.text().await.unwrap();
+            let mut form = reqwest::multipart::Form::new().text("csrf", csrf_of(&page));
+            for (name, bytes) in files {
+                form = form.part(
+                    "files",
+                    reqwest::multipart::Part::bytes(bytes).file_name(name),
+                );
+            }
+            client
+                .post(app.url(&format!("{detail_path}/attachments")))
+                .multipart(form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let patch = b"--- a/src/keys/format.rs\n+++ b/src/keys/format.rs\n@@ fix @@\n".to_vec();
+    let response = attach(staff.clone(), vec![("fix.patch", patch.clone())]).await;
+    assert_eq!(response.status(), 303, "back to the report");
+    let detail = app.get(&staff, &detail_path).await.text().await.unwrap();
+    // Stored under a safe name with the extension of what it holds (plain text).
+    assert!(detail.contains("fix.txt"), "{detail}");
+    assert!(
+        detail.contains(&person.email),
+        "listed as uploaded by the person"
+    );
+    let sha = trustplane::crypto::sha256_hex(&patch);
+    assert!(detail.contains(&sha));
+    let audited: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'disclosure.attachment_add' \
+         AND target = $1 AND actor = $2",
+    )
+    .bind(format!("disclosure:{id}"))
+    .bind(format!("staff:{}", person.email))
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap()
+    .get("n");
+    assert_eq!(audited, 1);
+
+    // The file downloads intact; the researcher's status page does not list it.
+    let file_id: String = sqlx::query(
+        "SELECT id FROM disclosure_attachments WHERE disclosure_id = $1 AND file_name = 'fix.txt'",
+    )
+    .bind(&id)
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap()
+    .get("id");
+    let download = app
+        .get(&staff, &format!("{detail_path}/attachments/{file_id}"))
+        .await;
+    assert_eq!(download.status(), 200);
+    assert!(
+        download.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(download.bytes().await.unwrap().as_ref(), patch.as_slice());
+    let status = app
+        .get(&app.client(), &status_path)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!status.contains("fix.txt"), "{status}");
+
+    // A file of the wrong type and an empty upload are refused and add nothing; a reader
+    // cannot attach at all.
+    let response = attach(
+        staff.clone(),
+        vec![("tool.exe", b"MZ\x90\x00binary".to_vec())],
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    let response = attach(staff.clone(), Vec::new()).await;
+    assert_eq!(response.status(), 400);
+    let (auditor, _) = app.logged_in_as(Role::Auditor).await;
+    let response = attach(auditor, vec![("note.txt", b"hello".to_vec())]).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM disclosure_attachments WHERE disclosure_id = '{id}'"
+        ))
+        .await,
+        1
+    );
+}
+both_backends!(staff_attach_files_to_a_report_that_the_researcher_never_sees);

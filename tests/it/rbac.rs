@@ -239,6 +239,11 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ),
     (
         "POST",
+        "/disclosures/{id}/attachments",
+        Expect::Roles(DISCLOSURE_WORKERS),
+    ),
+    (
+        "POST",
         "/disclosures/{id}/state",
         Expect::Roles(DISCLOSURE_WORKERS),
     ),
