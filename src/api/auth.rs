@@ -63,15 +63,19 @@ impl FromRequestParts<AppState> for ApiKey {
     }
 }
 
-/// Counts a request against its key (in memory; written in batches), then passes the
-/// result through.
+/// Counts a request against its key (in memory; written in batches), and against `scope`
+/// when the key holds it, then passes the result through.
 pub fn counted<T>(
     state: &AppState,
     key: &ApiKey,
+    scope: Scope,
     result: Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    state
-        .key_usage
-        .record(&key.0.id, state.now(), result.is_err());
+    state.key_usage.record_scoped(
+        &key.0.id,
+        state.now(),
+        result.is_err(),
+        key.0.allows(scope).then_some(scope),
+    );
     result
 }

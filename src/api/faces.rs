@@ -108,7 +108,7 @@ pub async fn detect_post(
         detect_and_store(&state, owner, req).await
     }
     .await;
-    counted(&state, &key, result).map(Json)
+    counted(&state, &key, Scope::FacesDetect, result).map(Json)
 }
 
 /// Whose image it is, how long it may be kept and how much room it may take.

@@ -84,7 +84,7 @@ pub async fn image_get(
         })
     }
     .await;
-    counted(&state, &key, result).map(Json)
+    counted(&state, &key, Scope::ImagesRead, result).map(Json)
 }
 
 #[utoipa::path(
@@ -139,5 +139,5 @@ pub async fn image_delete(
         Ok(StatusCode::NO_CONTENT)
     }
     .await;
-    counted(&state, &key, result)
+    counted(&state, &key, Scope::ImagesDelete, result)
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::model::Scope;
 use crate::clock::{HOUR, Millis};
 use crate::db::Db;
 
@@ -22,6 +23,9 @@ struct Pending {
     requests: i64,
     errors: i64,
     last_used_at: Millis,
+    /// Requests that exercised each scope, in [`Scope::ALL`] order: the access review flags
+    /// a key holding a scope it never used.
+    by_scope: [i64; 3],
 }
 
 impl Pending {
@@ -29,6 +33,9 @@ impl Pending {
         self.requests += other.requests;
         self.errors += other.errors;
         self.last_used_at = self.last_used_at.max(other.last_used_at);
+        for (mine, theirs) in self.by_scope.iter_mut().zip(other.by_scope) {
+            *mine += theirs;
+        }
     }
 }
 
@@ -43,10 +50,20 @@ pub struct UsageTally {
 impl UsageTally {
     /// Counts one request of `key_id` at `now`.
     pub fn record(&self, key_id: &str, now: Millis, failed: bool) {
+        self.record_scoped(key_id, now, failed, None);
+    }
+
+    /// Counts one request of `key_id` at `now` that exercised `scope` (the key held it).
+    pub fn record_scoped(&self, key_id: &str, now: Millis, failed: bool, scope: Option<Scope>) {
+        let mut by_scope = [0; 3];
+        if let Some(index) = scope.and_then(|s| Scope::ALL.iter().position(|x| *x == s)) {
+            by_scope[index] = 1;
+        }
         let one = Pending {
             requests: 1,
             errors: i64::from(failed),
             last_used_at: now,
+            by_scope,
         };
         let hour = now - now.rem_euclid(HOUR);
         self.lock()
@@ -122,15 +139,23 @@ async fn write(db: &Db, tallies: &HashMap<(String, Millis), Pending>) -> Result<
         .await?;
     }
     for ((key_id, hour), counts) in tallies {
+        let [detect, read, delete] = counts.by_scope;
         sqlx::query(
-            "INSERT INTO api_usage (key_id, hour_start, requests, errors) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO api_usage (key_id, hour_start, requests, errors, detect_requests, \
+             read_requests, delete_requests) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (key_id, hour_start) DO UPDATE SET \
-             requests = api_usage.requests + $3, errors = api_usage.errors + $4",
+             requests = api_usage.requests + $3, errors = api_usage.errors + $4, \
+             detect_requests = api_usage.detect_requests + $5, \
+             read_requests = api_usage.read_requests + $6, \
+             delete_requests = api_usage.delete_requests + $7",
         )
         .bind(key_id.as_str())
         .bind(*hour)
         .bind(counts.requests)
         .bind(counts.errors)
+        .bind(detect)
+        .bind(read)
+        .bind(delete)
         .execute(&mut *tx)
         .await?;
     }
@@ -156,9 +181,23 @@ mod tests {
             Pending {
                 requests: 2,
                 errors: 1,
-                last_used_at: 20
+                last_used_at: 20,
+                by_scope: [0; 3],
             }
         );
         assert_eq!(pending[&("k1".to_owned(), HOUR)].requests, 1);
+    }
+
+    #[test]
+    fn scoped_requests_are_counted_per_scope() {
+        let tally = UsageTally::default();
+        tally.record_scoped("k1", 10, false, Some(Scope::ImagesRead));
+        tally.record_scoped("k1", 20, true, Some(Scope::ImagesRead));
+        tally.record_scoped("k1", 30, false, Some(Scope::ImagesDelete));
+        tally.record_scoped("k1", 40, true, None);
+        let pending = tally.lock();
+        let counts = pending[&("k1".to_owned(), 0)];
+        assert_eq!(counts.requests, 4);
+        assert_eq!(counts.by_scope, [0, 2, 1]);
     }
 }

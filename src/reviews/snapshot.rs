@@ -168,8 +168,9 @@ pub async fn take(
             ..Item::default()
         });
     }
-    // Evidence of use per scope: a delete is audited with the key's prefix as actor.
-    // (Detection and reads leave no per-scope record, so only images:delete is judged.)
+    // Evidence of use per scope: the per-scope request counts of the usage rows, and for
+    // deletes also the audit log (a delete is audited with the key's prefix as actor), which
+    // covers hours counted before per-scope counts existed.
     let deleters: HashSet<String> = sqlx::query(
         "SELECT DISTINCT actor FROM audit_log WHERE action = 'image.delete' \
          AND at >= $1 AND at < $2",
@@ -187,7 +188,13 @@ pub async fn take(
         "SELECT k.id, k.prefix, k.customer_id, c.name AS customer_name, k.scopes, k.created_at, \
          k.created_by, k.last_used_at, k.expires_at, \
          CAST(COALESCE((SELECT SUM(u.requests) FROM api_usage u WHERE u.key_id = k.id \
-                        AND u.hour_start >= $2 AND u.hour_start < $3), 0) AS BIGINT) AS requests \
+                        AND u.hour_start >= $2 AND u.hour_start < $3), 0) AS BIGINT) AS requests, \
+         CAST(COALESCE((SELECT SUM(u.detect_requests) FROM api_usage u WHERE u.key_id = k.id \
+                        AND u.hour_start >= $2 AND u.hour_start < $3), 0) AS BIGINT) AS detect_uses, \
+         CAST(COALESCE((SELECT SUM(u.read_requests) FROM api_usage u WHERE u.key_id = k.id \
+                        AND u.hour_start >= $2 AND u.hour_start < $3), 0) AS BIGINT) AS read_uses, \
+         CAST(COALESCE((SELECT SUM(u.delete_requests) FROM api_usage u WHERE u.key_id = k.id \
+                        AND u.hour_start >= $2 AND u.hour_start < $3), 0) AS BIGINT) AS delete_uses \
          FROM api_keys k JOIN customers c ON c.id = k.customer_id \
          WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $1) \
          ORDER BY c.name, k.created_at, k.id",
@@ -203,11 +210,18 @@ pub async fn take(
         let created_at: Millis = row.try_get("created_at")?;
         let last_used_at: Option<Millis> = row.try_get("last_used_at")?;
         let held = Scope::parse_list(&scopes).unwrap_or_default();
-        let unused: Vec<Scope> = held
-            .iter()
-            .copied()
-            .filter(|s| *s == Scope::ImagesDelete && !deleters.contains(&format!("key:{prefix}")))
-            .collect();
+        let deleted = deleters.contains(&format!("key:{prefix}"));
+        let mut unused = Vec::new();
+        for scope in held.iter().copied() {
+            let uses: i64 = row.try_get(match scope {
+                Scope::FacesDetect => "detect_uses",
+                Scope::ImagesRead => "read_uses",
+                Scope::ImagesDelete => "delete_uses",
+            })?;
+            if uses == 0 && !(scope == Scope::ImagesDelete && deleted) {
+                unused.push(scope);
+            }
+        }
         let flags = key_flags(rules, created_at, last_used_at, &unused, now);
         items.push(Item {
             kind: ItemKind::ApiKey.as_str().into(),

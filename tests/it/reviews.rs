@@ -4,8 +4,9 @@
 
 use sqlx::Row;
 use trustplane::audit::RequestMeta;
-use trustplane::clock::{DAY, MINUTE, SECOND};
+use trustplane::clock::{DAY, HOUR, MINUTE, SECOND};
 use trustplane::jobs::Scheduler;
+use trustplane::keys::model::Scope;
 use trustplane::reviews::model::Quarter;
 use trustplane::staff::model::Role;
 
@@ -202,6 +203,57 @@ async fn the_snapshot_does_not_change_when_roles_or_keys_change_afterwards(backe
     assert_eq!(scopes, "faces:detect,images:delete");
 }
 both_backends!(the_snapshot_does_not_change_when_roles_or_keys_change_afterwards);
+
+async fn a_key_is_flagged_for_each_scope_it_held_but_did_not_use_last_quarter(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_staff("rita@example.com", &[Role::Reviewer], true)
+        .await;
+    let customer = app.create_customer("Acme", "live", 30).await;
+    let (busy, _) = app
+        .issue_key(&customer, "faces:detect,images:read,images:delete")
+        .await;
+    let (reader, _) = app.issue_key(&customer, "images:read").await;
+    let now = app.state.now();
+    // Last quarter (the period a Q1 campaign reviews): detections and reads, no delete; the
+    // reader's only call asked for a scope it does not hold, which is no use of anything.
+    let usage = &app.state.key_usage;
+    usage.record_scoped(&busy, now - 30 * DAY, false, Some(Scope::FacesDetect));
+    usage.record_scoped(&busy, now - 20 * DAY, true, Some(Scope::ImagesRead));
+    usage.record_scoped(&reader, now - 20 * DAY, true, None);
+    usage.flush(&app.state.db).await.unwrap();
+    // A delete this quarter is outside the reviewed period.
+    usage.record_scoped(&busy, now - HOUR, false, Some(Scope::ImagesDelete));
+    usage.flush(&app.state.db).await.unwrap();
+
+    let campaign = open_now(&app).await;
+    let unused = |key: String| {
+        let app = &app;
+        let campaign = campaign.clone();
+        async move {
+            let row = sqlx::query(
+                "SELECT unused_scopes, flags FROM review_items \
+                 WHERE campaign_id = $1 AND subject_id = $2",
+            )
+            .bind(&campaign)
+            .bind(&key)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+            (
+                row.get::<Option<String>, _>("unused_scopes"),
+                row.get::<String, _>("flags"),
+            )
+        }
+    };
+    let (scopes, flags) = unused(busy).await;
+    assert_eq!(scopes.as_deref(), Some("images:delete"));
+    assert!(flags.contains("unused_scopes"), "{flags}");
+    assert!(!flags.contains("never_used"), "{flags}");
+    let (scopes, flags) = unused(reader).await;
+    assert_eq!(scopes.as_deref(), Some("images:read"));
+    assert!(flags.contains("unused_scopes"), "{flags}");
+}
+both_backends!(a_key_is_flagged_for_each_scope_it_held_but_did_not_use_last_quarter);
 
 async fn a_quarter_opens_at_its_first_instant_and_is_caught_up_for_seven_days(backend: Backend) {
     let app = spawn_app_with(backend, |c| c.review_timezone = "Europe/Berlin".into()).await;
