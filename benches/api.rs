@@ -650,12 +650,35 @@ async fn wrk(url: String, seconds: u64, api_key: Option<String>) -> anyhow::Resu
     .await?
 }
 
+/// Alternated wrk runs with and without the monitoring counters.
+const COUNTER_ROUNDS: usize = 3;
+
 struct HttpComparison {
     backend: Backend,
     healthz: WrkResult,
     image_get: WrkResult,
+    /// The same URL with the monitoring counters paused (`SignalTally::set_counting`).
+    image_get_uncounted: WrkResult,
     unknown_key: WrkResult,
     counted: i64,
+}
+
+/// Averages wrk runs of the same URL (rates and percentiles alike; counts are summed).
+fn mean_of(runs: &[WrkResult]) -> WrkResult {
+    let n = runs.len().max(1) as f64;
+    WrkResult {
+        requests_per_sec: runs.iter().map(|r| r.requests_per_sec).sum::<f64>() / n,
+        p50_ms: runs.iter().map(|r| r.p50_ms).sum::<f64>() / n,
+        p99_ms: runs.iter().map(|r| r.p99_ms).sum::<f64>() / n,
+        requests: runs.iter().map(|r| r.requests).sum(),
+        non_2xx_3xx: runs.iter().map(|r| r.non_2xx_3xx).sum(),
+        socket_errors: runs
+            .iter()
+            .map(|r| r.socket_errors.as_str())
+            .filter(|e| !e.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
 }
 
 fn client() -> anyhow::Result<reqwest::Client> {
@@ -706,7 +729,17 @@ async fn http_comparison(
         ))
         .await?;
     let healthz = wrk(format!("{base}/healthz"), seconds, None).await?;
-    let image_get = wrk(url.clone(), seconds, Some(key.clone())).await?;
+    // With and without the monitoring counters, alternated so drift hits both alike.
+    let (mut counted_runs, mut uncounted_runs) = (Vec::new(), Vec::new());
+    for _ in 0..COUNTER_ROUNDS {
+        counted_runs.push(wrk(url.clone(), seconds, Some(key.clone())).await?);
+        app.state.signals.set_counting(false);
+        let run = wrk(url.clone(), seconds, Some(key.clone())).await;
+        app.state.signals.set_counting(true);
+        uncounted_runs.push(run?);
+    }
+    let image_get = mean_of(&counted_runs);
+    let image_get_uncounted = mean_of(&uncounted_runs);
     // Well formed (valid checksum) but unknown: the key path up to the 401, no image lookup and
     // no counting. Unknown keys are cached too, so this is mostly cache hits.
     let stranger = trustplane::keys::format::generate(trustplane::keys::format::KeyEnv::Live);
@@ -721,6 +754,7 @@ async fn http_comparison(
         backend: app.backend,
         healthz,
         image_get,
+        image_get_uncounted,
         unknown_key,
         counted: after - before,
     })
@@ -738,6 +772,10 @@ fn print_http_summary(rows: &[HttpComparison], seconds: u64) {
         for (label, r) in [
             ("/healthz", &row.healthz),
             ("/v1/images/{id}, valid key", &row.image_get),
+            (
+                "/v1/images/{id}, valid key, monitoring counters paused",
+                &row.image_get_uncounted,
+            ),
             ("/v1/images/{id}, unknown key (401)", &row.unknown_key),
         ] {
             let ratio = if label == "/healthz" {
@@ -761,10 +799,18 @@ fn print_http_summary(rows: &[HttpComparison], seconds: u64) {
             }
         }
         println!(
+            "  {}: monitoring counters cost {:.1} % of throughput ({:.0} vs {:.0} req/s, mean of {COUNTER_ROUNDS} alternated runs each)",
+            row.backend.name(),
+            100.0
+                * (1.0 - row.image_get.requests_per_sec / row.image_get_uncounted.requests_per_sec),
+            row.image_get.requests_per_sec,
+            row.image_get_uncounted.requests_per_sec,
+        );
+        println!(
             "  {}: the key's request_count grew by {} during the API run (wrk counted {})",
             row.backend.name(),
             row.counted,
-            row.image_get.requests
+            row.image_get.requests + row.image_get_uncounted.requests
         );
     }
 }

@@ -197,7 +197,7 @@ pub async fn context_layer(
     // per network. The key extractor fills the slot in.
     let path = req.uri().path();
     let monitored_demo = path.starts_with("/demo/");
-    let caller_slot = (monitored_demo || path.starts_with("/v1/"))
+    let caller_slot = ((monitored_demo || path.starts_with("/v1/")) && state.signals.counting())
         .then(crate::alerts::signals::CallerSlot::default);
     if let Some(slot) = &caller_slot {
         req.extensions_mut().insert(slot.clone());

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sqlx::Row;
@@ -205,6 +206,8 @@ pub(super) struct Pending {
 pub struct SignalTally {
     pending: Mutex<Pending>,
     flushing: tokio::sync::Mutex<()>,
+    /// Set only by the API benchmark, to measure the same server without the counters.
+    paused: AtomicBool,
 }
 
 fn minute_of(at: Millis) -> Millis {
@@ -225,6 +228,18 @@ impl SignalTally {
             .entry((kind, subject, minute_of(now)))
             .or_default()
             .merge(c);
+    }
+
+    /// Whether API answers are counted (always, except while the API benchmark measures its
+    /// baseline).
+    pub fn counting(&self) -> bool {
+        !self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Stops or resumes counting API answers; for the benchmark's baseline only.
+    #[doc(hidden)]
+    pub fn set_counting(&self, on: bool) {
+        self.paused.store(!on, Ordering::Relaxed);
     }
 
     /// Counts one answer of `/v1` (`demo` false) or the demo endpoint (`demo` true).
