@@ -9,6 +9,7 @@ mod authn;
 mod backup;
 mod cli;
 mod contract;
+mod controls;
 mod crash;
 mod demo_storage;
 mod disclosures;
