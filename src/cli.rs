@@ -87,6 +87,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::reviews::cli::ReviewsCommand,
     },
+    /// The control catalogue: list with live states, evaluate now.
+    Controls {
+        #[command(subcommand)]
+        command: crate::controls::cli::ControlsCommand,
+    },
     /// Retention purge.
     Purge {
         #[command(subcommand)]
@@ -360,6 +365,7 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             db.pool.close().await;
             result.map(|()| ExitCode::SUCCESS)
         }
+        Command::Controls { command } => crate::controls::cli::run(config, command).await,
         Command::Purge {
             command: PurgeCommand::Run,
         } => {

@@ -172,6 +172,18 @@ pub struct Config {
     pub signal_minute_hours: i64,
     /// Thresholds of the anomaly detectors (`[alert_thresholds]` in `trustplane.toml`).
     pub alert_thresholds: crate::alerts::model::Thresholds,
+    /// Who answers for a control, by id (`MFA-1 = "it@example.com"`); a control without an
+    /// entry notifies the enabled staff holding its owner role.
+    pub control_owners: std::collections::BTreeMap<String, String>,
+    /// What the public trust page says of a control that is failing (or has no data).
+    pub trust_failing_wording: String,
+    /// Region of the database and, unless `blob_store_region` says otherwise, of the blob
+    /// store, e.g. `eu-central-1` (RES-1). Empty: not declared.
+    pub data_region: String,
+    /// Region of the blob store when it differs from `data_region`.
+    pub blob_store_region: String,
+    /// Lets an `s3://` blob store outside the EU start; RES-1 fails while this is on.
+    pub allow_non_eu_storage: bool,
 }
 
 /// One webhook receiver. The signing secret is never in the file: `secret_env` names the
@@ -290,6 +302,11 @@ impl Default for Config {
             alertmanager_token: String::new(),
             signal_minute_hours: 48,
             alert_thresholds: crate::alerts::model::Thresholds::default(),
+            control_owners: std::collections::BTreeMap::new(),
+            trust_failing_wording: "under review".into(),
+            data_region: String::new(),
+            blob_store_region: String::new(),
+            allow_non_eu_storage: false,
         }
     }
 }
@@ -309,7 +326,7 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.into(),
         problem: problem.into(),
@@ -627,6 +644,8 @@ impl Config {
             return Err(invalid("public_url", "is not a valid URL"));
         }
         self.sla_calendar()?;
+        crate::controls::residency::check(self)?;
+        crate::controls::validate_config(self).map_err(|(key, problem)| invalid(&key, problem))?;
         crate::reviews::validate_config(self).map_err(|(key, problem)| invalid(key, problem))?;
         for (index, hook) in self.sla_webhooks.iter().enumerate() {
             validate_webhook(index, hook, |name| std::env::var(name).ok())?;

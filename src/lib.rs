@@ -36,6 +36,9 @@ pub mod client_net;
 pub mod clock;
 /// Typed configuration: defaults < trustplane.toml < TRUSTPLANE_* env.
 pub mod config;
+/// The control catalogue: one control per Trust & Safety promise, evaluated from live
+/// records with history; the public trust page; RES-1; the questionnaire answer library.
+pub mod controls;
 /// Keyring (pepper, AES-256-GCM key, session key), tokens, hashing, sealing.
 pub mod crypto;
 /// Customers: environment, image retention, state, and their portal pages.

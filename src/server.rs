@@ -32,6 +32,8 @@ pub async fn build_state(
     db.migrate().await.context("database migration failed")?;
     let authz = Authz::load(&config.policy_dir).await?;
     let tls = config.tls_enabled();
+    // RES-1: a blob store outside the EU does not start without the explicit override.
+    crate::controls::residency::check(&config)?;
     let blobs = crate::blobs::BlobStore::open(&config.blob_store_url, &config.data_dir)?;
     let analyzer = analyzer_from(&config)?;
     // Several nodes can only share a PostgreSQL database; there the limit must be shared too.

@@ -122,7 +122,7 @@ fn limited(retry_after_seconds: u64) -> AppResult<Response> {
 }
 
 /// The readable 429 page for views of the public pages.
-pub(super) fn pages_limited(retry_after_seconds: u64) -> AppResult<Response> {
+pub(crate) fn pages_limited(retry_after_seconds: u64) -> AppResult<Response> {
     limited_page(retry_after_seconds, true)
 }
 

@@ -26,7 +26,7 @@ pub struct JobSpec {
 }
 
 /// Every scheduled job.
-pub const JOBS: [JobSpec; 11] = [
+pub const JOBS: [JobSpec; 12] = [
     JobSpec {
         name: "retention_purge",
         schedule: "0 */10 * * * *",
@@ -86,6 +86,13 @@ pub const JOBS: [JobSpec; 11] = [
         schedule: "5 * * * * *",
         description: "Runs the anomaly detectors over each completed minute of API traffic and \
                       login failures; alerts open or join incidents and page on-call.",
+    },
+    JobSpec {
+        name: "controls_evaluate",
+        schedule: "0 0 * * * *",
+        description: "Evaluates every control of the catalogue from the live records, keeps the \
+                      history, audits state changes and emails the owner of a control that \
+                      starts failing.",
     },
     JobSpec {
         name: "failed_jobs_digest",
@@ -193,6 +200,7 @@ async fn execute(state: &AppState, job: &str, run_id: &str) -> anyhow::Result<Va
             crate::alerts::tick::run(state).await?,
         )?),
         "backup_restore_test" => crate::backup::restore_test(state).await,
+        "controls_evaluate" => crate::controls::scheduled(state).await,
         other => anyhow::bail!("unknown job {other}"),
     }
 }

@@ -241,6 +241,10 @@ struct DashboardPage {
     disclosures: DisclosureCard,
     vendors: crate::vendors::RegisterStatus,
     upcoming: Vec<(&'static str, &'static str, &'static str)>,
+    /// The control catalogue at its latest evaluation.
+    controls_total: usize,
+    controls_passing: usize,
+    controls_failing: usize,
 }
 
 /// Open disclosure reports, how many have a clock past its deadline, and the period's
@@ -336,7 +340,14 @@ async fn dashboard_get(State(state): State<AppState>, visitor: Visitor) -> AppRe
     .fetch_one(&state.db.pool)
     .await?;
     use sqlx::Row;
+    let evaluations = crate::controls::store::latest_all(&state.db).await?;
+    let controls_with = |s: crate::controls::model::ControlState| {
+        evaluations.iter().filter(|e| e.state == s).count()
+    };
     html(&DashboardPage {
+        controls_total: crate::controls::catalogue::CATALOGUE.len(),
+        controls_passing: controls_with(crate::controls::model::ControlState::Passing),
+        controls_failing: controls_with(crate::controls::model::ControlState::Failing),
         shell: Shell::new(&state, &visitor, "/")?,
         staff_total,
         staff_with_mfa,

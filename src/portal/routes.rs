@@ -112,6 +112,9 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::disclosures::policy::routes());
     routes.extend(crate::vendors::pages::routes());
     routes.extend(crate::vendors::public::routes());
+    routes.extend(crate::controls::pages::routes());
+    routes.extend(crate::controls::answers_pages::routes());
+    routes.extend(crate::controls::public::routes());
     routes
 }
 

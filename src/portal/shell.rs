@@ -27,6 +27,7 @@ pub struct Shell {
 /// (href, label, resource, action) of each navigation entry.
 const NAV: &[(&str, &str, &str, &str)] = &[
     ("/", "Dashboard", "dashboard", "read"),
+    ("/controls", "Controls", "controls", "read"),
     ("/incidents", "Incidents", "incidents", "read"),
     ("/alerts", "Alerts", "alerts", "read"),
     ("/findings", "Findings", "findings", "read"),
@@ -34,6 +35,7 @@ const NAV: &[(&str, &str, &str, &str)] = &[
     ("/vendors", "Vendors", "vendors", "read"),
     ("/sla", "SLA clocks", "sla", "read"),
     ("/reviews", "Access reviews", "reviews", "read"),
+    ("/answers", "Questionnaires", "answers", "read"),
     ("/customers", "Customers", "customers", "read"),
     ("/keys", "API keys", "keys", "read"),
     ("/staff", "Staff", "staff", "read"),

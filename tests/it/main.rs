@@ -10,6 +10,7 @@ mod backup;
 mod browser;
 mod cli;
 mod contract;
+mod controls;
 mod crash;
 mod demo_storage;
 mod disclosures;

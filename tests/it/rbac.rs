@@ -39,6 +39,8 @@ const DISCLOSURE_WORKERS: &[&str] = &["admin", "security"];
 const DISCLOSURE_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
 const VENDOR_KEEPERS: &[&str] = &["admin", "compliance"];
 const VENDOR_READERS: &[&str] = &["admin", "compliance", "auditor"];
+const CONTROL_KEEPERS: &[&str] = &["admin", "compliance"];
+const CONTROL_READERS: &[&str] = &["admin", "compliance", "auditor"];
 
 const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/healthz", Expect::Open),
@@ -313,6 +315,22 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ("POST", "/trust/subprocessors/confirm", Expect::OpenForm),
     ("GET", "/trust/subprocessors/unsubscribe", Expect::OpenForm),
     ("POST", "/trust/subprocessors/unsubscribe", Expect::OpenForm),
+    ("GET", "/controls", Expect::Roles(CONTROL_READERS)),
+    ("POST", "/controls/evaluate", Expect::Roles(CONTROL_KEEPERS)),
+    ("GET", "/controls/{id}", Expect::Roles(CONTROL_READERS)),
+    ("GET", "/answers", Expect::Roles(CONTROL_READERS)),
+    ("GET", "/answers.csv", Expect::Roles(CONTROL_READERS)),
+    ("GET", "/answers/new", Expect::Roles(CONTROL_KEEPERS)),
+    ("POST", "/answers", Expect::Roles(CONTROL_KEEPERS)),
+    ("GET", "/answers/{id}/edit", Expect::Roles(CONTROL_KEEPERS)),
+    ("POST", "/answers/{id}", Expect::Roles(CONTROL_KEEPERS)),
+    (
+        "POST",
+        "/answers/{id}/delete",
+        Expect::Roles(CONTROL_KEEPERS),
+    ),
+    ("GET", "/trust", Expect::Open),
+    ("GET", "/trust.json", Expect::Open),
 ];
 
 #[test]
