@@ -112,6 +112,7 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::disclosures::policy::routes());
     routes.extend(crate::vendors::pages::routes());
     routes.extend(crate::vendors::public::routes());
+    routes.extend(crate::evidence::pages::routes());
     routes
 }
 

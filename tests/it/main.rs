@@ -12,6 +12,7 @@ mod contract;
 mod crash;
 mod demo_storage;
 mod disclosures;
+mod evidence;
 mod findings;
 mod incidents;
 mod isolation;

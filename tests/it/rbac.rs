@@ -39,6 +39,8 @@ const DISCLOSURE_WORKERS: &[&str] = &["admin", "security"];
 const DISCLOSURE_READERS: &[&str] = &["admin", "security", "compliance", "auditor"];
 const VENDOR_KEEPERS: &[&str] = &["admin", "compliance"];
 const VENDOR_READERS: &[&str] = &["admin", "compliance", "auditor"];
+const EVIDENCE_EXPORTERS: &[&str] = &["admin", "compliance"];
+const EVIDENCE_READERS: &[&str] = &["admin", "compliance", "auditor"];
 
 const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/healthz", Expect::Open),
@@ -307,6 +309,14 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ("POST", "/trust/subprocessors/confirm", Expect::OpenForm),
     ("GET", "/trust/subprocessors/unsubscribe", Expect::OpenForm),
     ("POST", "/trust/subprocessors/unsubscribe", Expect::OpenForm),
+    ("GET", "/evidence", Expect::Roles(EVIDENCE_READERS)),
+    (
+        "POST",
+        "/evidence/export",
+        Expect::Roles(EVIDENCE_EXPORTERS),
+    ),
+    ("GET", "/trust/evidence-key", Expect::Open),
+    ("GET", "/trust/evidence-key.json", Expect::Open),
 ];
 
 #[test]
