@@ -388,7 +388,7 @@ async fn write_source<W: Write + Seek + Send>(
                     csv.write_record(values.iter().map(cell))?;
                     json_row(&mut spool, &columns, &values, rows == 0)?;
                     rows += 1;
-                    if rows % PROGRESS_EVERY == 0 {
+                    if rows.is_multiple_of(PROGRESS_EVERY) {
                         progress(&format!("  {}: {rows} rows", source.name));
                     }
                 }
@@ -527,7 +527,7 @@ async fn write_audit_extract<W: Write + Seek + Send>(
                     csv.write_record(values.iter().map(cell))?;
                     json_row(&mut spool, &columns, &values, link.rows == 0)?;
                     link.rows += 1;
-                    if link.rows % PROGRESS_EVERY == 0 {
+                    if link.rows.is_multiple_of(PROGRESS_EVERY) {
                         progress(&format!("  audit/audit_log: {} events", link.rows));
                     }
                 }
