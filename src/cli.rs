@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `admin create`, `audit verify`.
+//! The command line: `serve`, `migrate`, `admin create`, `audit verify`, `evidence …`.
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -109,6 +109,11 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Signed evidence packs for auditors: export, verify (offline), public key, rotation.
+    Evidence {
+        #[command(subcommand)]
+        command: crate::evidence::cli::EvidenceCommand,
     },
     /// SLA clocks of every kind.
     Sla {
@@ -321,6 +326,7 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
             command: SlaCommand::List { json, state, kind },
         } => sla_list(&config, json, state, kind).await,
         Command::Worker(args) => Ok(args.run()),
+        Command::Evidence { command } => crate::evidence::cli::run(&config, command).await,
         Command::Backup { command } => backup_command(config, command).await,
         Command::Jobs { command } => jobs_command(config, command).await,
         Command::Findings { command } => {
@@ -399,7 +405,7 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn open_db(config: &Config) -> anyhow::Result<Db> {
+pub(crate) async fn open_db(config: &Config) -> anyhow::Result<Db> {
     crate::data_dir::prepare(
         &config.data_dir,
         &crate::data_dir::sqlite_files(&config.effective_database_url()),

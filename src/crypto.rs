@@ -4,6 +4,10 @@
 //! The keyring lives in a file created on first run with mode 0600, or comes entirely from the
 //! environment (`TRUSTPLANE_HMAC_PEPPER`, `TRUSTPLANE_AES_KEY`, `TRUSTPLANE_SESSION_KEY`, each
 //! base64 of 32 bytes). Key bytes never reach `Debug` output or logs.
+//!
+//! It also holds the Ed25519 key evidence packs are signed with, and the public halves of
+//! the keys it replaced, so packs signed before a rotation still verify. A keyring file
+//! written before evidence packs existed gets a signing key added the next time it is loaded.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -79,6 +83,108 @@ pub struct Keyring {
     pub aes_key: SecretKey,
     /// Key for CSRF tokens and other server-side MACs bound to a session.
     pub session_key: SecretKey,
+    /// Signs evidence-pack manifests; keeps the public keys of retired ones.
+    pub evidence: EvidenceKeys,
+}
+
+/// The Ed25519 key evidence packs are signed with now.
+pub struct EvidenceSigningKey {
+    /// `ev-` and the first 12 hex digits of SHA-256(public key).
+    pub id: String,
+    key: ed25519_dalek::SigningKey,
+}
+
+impl std::fmt::Debug for EvidenceSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EvidenceSigningKey({}, [redacted])", self.id)
+    }
+}
+
+impl EvidenceSigningKey {
+    fn generate() -> Self {
+        Self::from_seed(&ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng).to_bytes())
+    }
+
+    fn from_seed(seed: &[u8; 32]) -> Self {
+        let key = ed25519_dalek::SigningKey::from_bytes(seed);
+        Self {
+            id: evidence_key_id(key.verifying_key().as_bytes()),
+            key,
+        }
+    }
+
+    /// The public key, base64 of its 32 bytes.
+    pub fn public_key_base64(&self) -> String {
+        STANDARD.encode(self.key.verifying_key().as_bytes())
+    }
+
+    /// An Ed25519 signature over `message`, base64.
+    pub fn sign_base64(&self, message: &[u8]) -> String {
+        use ed25519_dalek::Signer;
+        STANDARD.encode(self.key.sign(message).to_bytes())
+    }
+}
+
+/// The id of an evidence signing key, derived from its public key so anyone can recompute it.
+pub fn evidence_key_id(public_key: &[u8]) -> String {
+    format!("ev-{}", &sha256_hex(public_key)[..12])
+}
+
+/// The public half of a signing key that was rotated out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredEvidenceKey {
+    pub id: String,
+    /// Base64 of the 32-byte Ed25519 public key.
+    pub public_key: String,
+    /// Unix milliseconds when it stopped signing.
+    pub retired_at: i64,
+}
+
+/// The current evidence signing key and the public keys of earlier ones.
+#[derive(Debug)]
+pub struct EvidenceKeys {
+    pub current: EvidenceSigningKey,
+    pub retired: Vec<RetiredEvidenceKey>,
+}
+
+/// One published evidence public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedEvidenceKey {
+    pub id: String,
+    pub algorithm: &'static str,
+    pub public_key: String,
+    /// `current` or `retired`.
+    pub status: &'static str,
+    pub retired_at: Option<i64>,
+}
+
+impl EvidenceKeys {
+    fn generate() -> Self {
+        Self {
+            current: EvidenceSigningKey::generate(),
+            retired: Vec::new(),
+        }
+    }
+
+    /// Every public key packs may have been signed with: the current one first.
+    pub fn published(&self) -> Vec<PublishedEvidenceKey> {
+        let mut keys = vec![PublishedEvidenceKey {
+            id: self.current.id.clone(),
+            algorithm: "ed25519",
+            public_key: self.current.public_key_base64(),
+            status: "current",
+            retired_at: None,
+        }];
+        keys.extend(self.retired.iter().map(|k| PublishedEvidenceKey {
+            id: k.id.clone(),
+            algorithm: "ed25519",
+            public_key: k.public_key.clone(),
+            status: "retired",
+            retired_at: Some(k.retired_at),
+        }));
+        keys
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -88,6 +194,11 @@ struct KeyringFile {
     hmac_pepper: KeyEntry,
     aes_key: KeyEntry,
     session_key: KeyEntry,
+    /// Seed of the evidence signing key; absent in files written before evidence packs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    evidence_signing_key: Option<KeyEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    evidence_retired_keys: Vec<RetiredEvidenceKey>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -104,6 +215,7 @@ impl Keyring {
             hmac_pepper: SecretKey::generate("hp"),
             aes_key: SecretKey::generate("aes"),
             session_key: SecretKey::generate("sk"),
+            evidence: EvidenceKeys::generate(),
         }
     }
 
@@ -114,7 +226,16 @@ impl Keyring {
             return Ok(from_env);
         }
         if path.exists() {
-            return Self::load(path);
+            let (keyring, upgraded) = Self::load(path)?;
+            if upgraded {
+                keyring.write_new(path)?;
+                tracing::info!(
+                    path = %path.display(),
+                    key_id = %keyring.evidence.current.id,
+                    "added an evidence signing key to the keyring"
+                );
+            }
+            return Ok(keyring);
         }
         let keyring = Self::generate();
         keyring.write_new(path)?;
@@ -155,16 +276,104 @@ impl Keyring {
         }
         let mut keys = keys.into_iter();
         match (keys.next(), keys.next(), keys.next()) {
-            (Some(hmac_pepper), Some(aes_key), Some(session_key)) => Ok(Some(Self {
-                hmac_pepper,
-                aes_key,
-                session_key,
-            })),
+            (Some(hmac_pepper), Some(aes_key), Some(session_key)) => {
+                let evidence = Self::evidence_from_env(&hmac_pepper)?;
+                Ok(Some(Self {
+                    hmac_pepper,
+                    aes_key,
+                    session_key,
+                    evidence,
+                }))
+            }
             _ => Ok(None),
         }
     }
 
-    fn load(path: &Path) -> Result<Self, KeyringError> {
+    /// The evidence keys of an environment keyring: `TRUSTPLANE_EVIDENCE_SIGNING_KEY` (base64
+    /// of a 32-byte Ed25519 seed) when set, otherwise a seed derived from the pepper (stable
+    /// across nodes and restarts); retired public keys from
+    /// `TRUSTPLANE_EVIDENCE_RETIRED_KEYS` as `id=base64,id=base64`.
+    fn evidence_from_env(pepper: &SecretKey) -> Result<EvidenceKeys, KeyringError> {
+        const SIGNING: &str = "TRUSTPLANE_EVIDENCE_SIGNING_KEY";
+        const RETIRED: &str = "TRUSTPLANE_EVIDENCE_RETIRED_KEYS";
+        let current = match std::env::var(SIGNING) {
+            Ok(value) => {
+                let raw = Zeroizing::new(STANDARD.decode(value.trim()).map_err(|e| {
+                    KeyringError::Env {
+                        var: SIGNING,
+                        reason: format!("not base64: {e}"),
+                    }
+                })?);
+                let seed: Zeroizing<[u8; 32]> =
+                    Zeroizing::new(raw.as_slice().try_into().map_err(|_| KeyringError::Env {
+                        var: SIGNING,
+                        reason: format!("must be 32 bytes, found {}", raw.len()),
+                    })?);
+                EvidenceSigningKey::from_seed(&seed)
+            }
+            Err(_) => EvidenceSigningKey::from_seed(&Zeroizing::new(mac(
+                pepper,
+                &[b"trustplane evidence signing key v1"],
+            ))),
+        };
+        let mut retired = Vec::new();
+        for item in std::env::var(RETIRED)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
+            let (id, key) = item.split_once('=').ok_or(KeyringError::Env {
+                var: RETIRED,
+                reason: format!("`{item}` is not id=base64"),
+            })?;
+            let bytes = STANDARD.decode(key.trim()).map_err(|e| KeyringError::Env {
+                var: RETIRED,
+                reason: format!("key {id} is not base64: {e}"),
+            })?;
+            if bytes.len() != 32 {
+                return Err(KeyringError::Env {
+                    var: RETIRED,
+                    reason: format!("key {id} must be 32 bytes, found {}", bytes.len()),
+                });
+            }
+            retired.push(RetiredEvidenceKey {
+                id: id.trim().to_owned(),
+                public_key: key.trim().to_owned(),
+                retired_at: 0,
+            });
+        }
+        Ok(EvidenceKeys { current, retired })
+    }
+
+    /// Whether the keyring comes from the environment rather than a file.
+    pub fn env_configured() -> bool {
+        std::env::var_os("TRUSTPLANE_HMAC_PEPPER").is_some()
+    }
+
+    /// Retires the evidence signing key of the keyring file at `path` (its public key is
+    /// kept, so older packs still verify) and writes a new one. Returns (old id, new id).
+    pub fn rotate_evidence_key(path: &Path, now_ms: i64) -> Result<(String, String), KeyringError> {
+        let (mut keyring, _) = Self::load(path)?;
+        let old = std::mem::replace(
+            &mut keyring.evidence.current,
+            EvidenceSigningKey::generate(),
+        );
+        keyring.evidence.retired.insert(
+            0,
+            RetiredEvidenceKey {
+                id: old.id.clone(),
+                public_key: old.public_key_base64(),
+                retired_at: now_ms,
+            },
+        );
+        keyring.write_new(path)?;
+        Ok((old.id, keyring.evidence.current.id.clone()))
+    }
+
+    /// Reads the keyring file; `true` when it had no evidence signing key and one was made
+    /// (the caller writes the file back).
+    fn load(path: &Path) -> Result<(Self, bool), KeyringError> {
         let io = |source| KeyringError::Io {
             path: path.to_owned(),
             source,
@@ -197,11 +406,32 @@ impl Keyring {
             );
             SecretKey::from_slice(entry.id, &raw).map_err(corrupt)
         };
-        Ok(Self {
-            hmac_pepper: decode(file.hmac_pepper)?,
-            aes_key: decode(file.aes_key)?,
-            session_key: decode(file.session_key)?,
-        })
+        let (current, upgraded) = match file.evidence_signing_key {
+            Some(entry) => {
+                let seed = decode(entry)?;
+                let key = EvidenceSigningKey::from_seed(&seed.bytes);
+                if key.id != seed.id {
+                    return Err(corrupt(format!(
+                        "evidence key {} does not match its public key ({})",
+                        seed.id, key.id
+                    )));
+                }
+                (key, false)
+            }
+            None => (EvidenceSigningKey::generate(), true),
+        };
+        Ok((
+            Self {
+                hmac_pepper: decode(file.hmac_pepper)?,
+                aes_key: decode(file.aes_key)?,
+                session_key: decode(file.session_key)?,
+                evidence: EvidenceKeys {
+                    current,
+                    retired: file.evidence_retired_keys,
+                },
+            },
+            upgraded,
+        ))
     }
 
     /// Writes the keyring to a new file with mode 0600, atomically (temp file + rename).
@@ -219,6 +449,11 @@ impl Keyring {
             hmac_pepper: entry(&self.hmac_pepper),
             aes_key: entry(&self.aes_key),
             session_key: entry(&self.session_key),
+            evidence_signing_key: Some(KeyEntry {
+                id: self.evidence.current.id.clone(),
+                key: STANDARD.encode(Zeroizing::new(self.evidence.current.key.to_bytes()).as_ref()),
+            }),
+            evidence_retired_keys: self.evidence.retired.clone(),
         };
         let text = Zeroizing::new(
             serde_json::to_string_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?,
@@ -473,6 +708,65 @@ mod tests {
         let loaded = Keyring::load_or_create(&path).unwrap();
         assert_eq!(created.aes_key.id, loaded.aes_key.id);
         assert_eq!(created.pepper_hmac_hex(b"x"), loaded.pepper_hmac_hex(b"x"));
+    }
+
+    #[test]
+    fn an_older_keyring_file_gets_an_evidence_key_and_stays_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring.json");
+        let old = Keyring::generate();
+        let entry = |k: &SecretKey| serde_json::json!({"id": k.id, "key": STANDARD.encode(k.bytes.as_ref())});
+        let text = serde_json::json!({
+            "version": 1,
+            "hmac_pepper": entry(&old.hmac_pepper),
+            "aes_key": entry(&old.aes_key),
+            "session_key": entry(&old.session_key),
+        });
+        drop(create_private_file(&path).unwrap());
+        std::fs::write(&path, text.to_string()).unwrap();
+        let upgraded = Keyring::load_or_create(&path).unwrap();
+        assert_eq!(upgraded.aes_key.id, old.aes_key.id);
+        assert!(upgraded.evidence.current.id.starts_with("ev-"));
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(written.contains("evidence_signing_key"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let again = Keyring::load_or_create(&path).unwrap();
+        assert_eq!(again.evidence.current.id, upgraded.evidence.current.id);
+        assert_eq!(
+            again.evidence.current.sign_base64(b"m"),
+            upgraded.evidence.current.sign_base64(b"m")
+        );
+    }
+
+    #[test]
+    fn rotating_the_evidence_key_keeps_the_old_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring.json");
+        let first = Keyring::load_or_create(&path).unwrap();
+        let (old, new) = Keyring::rotate_evidence_key(&path, 42).unwrap();
+        assert_eq!(old, first.evidence.current.id);
+        let rotated = Keyring::load_or_create(&path).unwrap();
+        assert_eq!(rotated.evidence.current.id, new);
+        assert_ne!(old, new);
+        let published = rotated.evidence.published();
+        assert_eq!(published.len(), 2);
+        assert_eq!(published[1].id, old);
+        assert_eq!(
+            published[1].public_key,
+            first.evidence.current.public_key_base64()
+        );
+        assert_eq!(published[1].retired_at, Some(42));
+        assert_eq!(
+            rotated.aes_key.id, first.aes_key.id,
+            "other keys are untouched"
+        );
+        let text = format!("{:?}", rotated.evidence);
+        assert!(text.contains("redacted"));
     }
 
     #[test]

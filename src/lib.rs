@@ -52,6 +52,9 @@ pub mod db;
 pub mod disclosures;
 /// Portal error type rendered as readable pages.
 pub mod error;
+/// Signed evidence packs for auditors (record sets of a period, audit extract, manifest,
+/// Ed25519 signature) and their offline verification.
+pub mod evidence;
 /// Findings from pentests and disclosures with remediation clocks by severity, and the
 /// pentest engagements (PEN-2) with their reports and the annual next-test clock.
 pub mod findings;

@@ -193,11 +193,13 @@ impl AuditRow {
             .unwrap_or_default()
     }
 
-    fn compute_hash(&self) -> String {
+    /// SHA-256(previous hash ‖ canonical row): the one rule the database check and the
+    /// evidence-pack check both apply.
+    pub fn compute_hash(&self) -> String {
         chain_hash(&self.prev_hash, &self.canonical())
     }
 
-    fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+    pub fn from_row(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
             seq: row.try_get("seq")?,
             at: row.try_get("at")?,
@@ -427,6 +429,90 @@ impl Verification {
     }
 }
 
+/// Walks consecutive rows of the chain from a known starting point: the database check and
+/// the evidence-pack check share it, so the rule is written once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainWalk {
+    /// The sequence number the next row must have.
+    pub expected_seq: i64,
+    /// The hash the next row must name as its predecessor.
+    pub expected_prev: String,
+}
+
+impl ChainWalk {
+    /// Checks one row and moves past it. With `content_known` false (an exported row whose
+    /// address was withheld) only the links are checked, not the row's own hash.
+    pub fn step(&mut self, row: &AuditRow, content_known: bool) -> Result<(), (i64, String)> {
+        let problem = if row.seq != self.expected_seq {
+            Some(format!("row {} is missing", self.expected_seq))
+        } else if row.prev_hash != self.expected_prev {
+            Some("previous-hash link does not match the row before".to_owned())
+        } else if content_known && row.compute_hash() != row.hash {
+            Some("content does not match its hash".to_owned())
+        } else if content_known {
+            row.address_problem().map(str::to_owned)
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err((self.expected_seq.min(row.seq), problem));
+        }
+        self.expected_prev = row.hash.clone();
+        self.expected_seq += 1;
+        Ok(())
+    }
+}
+
+/// The first and last sequence numbers of events written in `[from, to)`, if any. The
+/// range is contiguous, so an extract of it can be checked link by link.
+pub async fn seq_range(
+    db: &Db,
+    from: Millis,
+    to: Millis,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let row = sqlx::query("SELECT MIN(seq) AS first_seq, MAX(seq) AS last_seq FROM audit_log WHERE at >= $1 AND at < $2")
+        .bind(from)
+        .bind(to)
+        .fetch_one(&db.pool)
+        .await?;
+    let first: Option<i64> = row.try_get("first_seq")?;
+    let last: Option<i64> = row.try_get("last_seq")?;
+    Ok(first.zip(last))
+}
+
+/// Up to `limit` rows with `seq` in `(after_seq, last_seq]`, oldest first.
+pub async fn rows_after(
+    db: &Db,
+    after_seq: i64,
+    last_seq: i64,
+    limit: i64,
+) -> Result<Vec<AuditRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {ROW_COLUMNS} FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+    ))
+    .bind(after_seq)
+    .bind(last_seq)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(AuditRow::from_row)
+    .collect()
+}
+
+/// The hash of event `seq`, or the genesis hash for `seq` 0.
+pub async fn hash_of(db: &Db, seq: i64) -> Result<Option<String>, sqlx::Error> {
+    if seq == 0 {
+        return Ok(Some(GENESIS_HASH.to_owned()));
+    }
+    sqlx::query("SELECT hash FROM audit_log WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(&db.pool)
+        .await?
+        .map(|row| row.try_get("hash"))
+        .transpose()
+}
+
 /// Recomputes every hash from the first row and compares it with what is stored, including
 /// the chain head (so deleted trailing rows are noticed as well).
 pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
@@ -446,25 +532,18 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
         let done = (rows.len() as i64) < BATCH;
         for raw in &rows {
             let row = AuditRow::from_row(raw)?;
-            let problem = if row.seq != expected_seq {
-                Some(format!("row {expected_seq} is missing"))
-            } else if row.prev_hash != expected_prev {
-                Some("previous-hash link does not match the row before".to_owned())
-            } else if row.compute_hash() != row.hash {
-                Some("content does not match its hash".to_owned())
-            } else {
-                row.address_problem().map(str::to_owned)
+            let mut walk = ChainWalk {
+                expected_seq,
+                expected_prev,
             };
-            if let Some(problem) = problem {
-                let bad_seq = expected_seq.min(row.seq);
+            if let Err(first_bad) = walk.step(&row, true) {
                 return Ok(Verification {
                     checked,
-                    first_bad: Some((bad_seq, problem)),
+                    first_bad: Some(first_bad),
                     head_hash,
                 });
             }
-            expected_prev = row.hash;
-            expected_seq += 1;
+            (expected_seq, expected_prev) = (walk.expected_seq, walk.expected_prev);
             checked += 1;
         }
         if done {

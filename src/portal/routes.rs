@@ -115,6 +115,7 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(crate::controls::pages::routes());
     routes.extend(crate::controls::answers_pages::routes());
     routes.extend(crate::controls::public::routes());
+    routes.extend(crate::evidence::pages::routes());
     routes
 }
 

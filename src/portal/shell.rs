@@ -40,6 +40,7 @@ const NAV: &[(&str, &str, &str, &str)] = &[
     ("/keys", "API keys", "keys", "read"),
     ("/staff", "Staff", "staff", "read"),
     ("/audit", "Audit log", "audit", "read"),
+    ("/evidence", "Evidence", "evidence", "read"),
     ("/jobs", "Jobs", "jobs", "read"),
     ("/outbox", "Outbox", "outbox", "read"),
     ("/oncall", "On call", "oncall", "read"),

@@ -14,6 +14,7 @@ mod controls;
 mod crash;
 mod demo_storage;
 mod disclosures;
+mod evidence;
 mod findings;
 mod incidents;
 mod isolation;

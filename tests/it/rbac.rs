@@ -41,6 +41,8 @@ const VENDOR_KEEPERS: &[&str] = &["admin", "compliance"];
 const VENDOR_READERS: &[&str] = &["admin", "compliance", "auditor"];
 const CONTROL_KEEPERS: &[&str] = &["admin", "compliance"];
 const CONTROL_READERS: &[&str] = &["admin", "compliance", "auditor"];
+const EVIDENCE_EXPORTERS: &[&str] = &["admin", "compliance"];
+const EVIDENCE_READERS: &[&str] = &["admin", "compliance", "auditor"];
 
 const EXPECTED: &[(&str, &str, Expect)] = &[
     ("GET", "/healthz", Expect::Open),
@@ -331,6 +333,14 @@ const EXPECTED: &[(&str, &str, Expect)] = &[
     ),
     ("GET", "/trust", Expect::Open),
     ("GET", "/trust.json", Expect::Open),
+    ("GET", "/evidence", Expect::Roles(EVIDENCE_READERS)),
+    (
+        "POST",
+        "/evidence/export",
+        Expect::Roles(EVIDENCE_EXPORTERS),
+    ),
+    ("GET", "/trust/evidence-key", Expect::Open),
+    ("GET", "/trust/evidence-key.json", Expect::Open),
 ];
 
 #[test]
