@@ -41,7 +41,15 @@ pub async fn build_state(
         crate::api::demo::DemoLimiter::per_minute(config.demo_requests_per_minute)
     };
     let sla_calendar = config.sla_calendar()?;
+    let sso = if config.sso.enabled() {
+        Some(Arc::new(crate::authn::sso::provider::OidcProvider::new(
+            config.sso.clone(),
+        )?))
+    } else {
+        None
+    };
     Ok(AppState::new(App {
+        sso,
         sla_calendar,
         analyzer,
         demo_limiter,
