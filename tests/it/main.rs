@@ -25,5 +25,6 @@ mod retention;
 mod reviews;
 mod security_review;
 mod sla;
+mod sso;
 mod staff;
 mod vendors;
