@@ -203,6 +203,7 @@ fn refresh_target(page: &str) -> String {
     let end = start + page[start..].find('"').unwrap();
     page[start..end]
         .replace("&amp;", "&")
+        .replace("&#38;", "&")
         .replace("&#x2f;", "/")
         .replace("&#47;", "/")
         .replace("&#x3d;", "=")
