@@ -64,6 +64,8 @@ pub struct App {
     pub login_in_flight: crate::authn::throttle::InFlight,
     /// Business days, time zone and holidays every SLA deadline is computed with.
     pub sla_calendar: crate::sla::BusinessCalendar,
+    /// The OpenID provider of `[sso]`, with its discovery and keys cached; `None` when off.
+    pub sso: Option<Arc<crate::authn::sso::provider::OidcProvider>>,
 }
 
 impl std::fmt::Debug for App {

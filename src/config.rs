@@ -184,6 +184,8 @@ pub struct Config {
     pub blob_store_region: String,
     /// Lets an `s3://` blob store outside the EU start; RES-1 fails while this is on.
     pub allow_non_eu_storage: bool,
+    /// OpenID Connect single sign-on (`[sso]` in `trustplane.toml`); off by default.
+    pub sso: crate::authn::sso::config::SsoConfig,
 }
 
 /// One webhook receiver. The signing secret is never in the file: `secret_env` names the
@@ -224,6 +226,7 @@ impl std::fmt::Debug for Config {
             .field("alertmanager_token", &"[redacted]")
             .field("sla_timezone", &self.sla_timezone)
             .field("sla_webhooks", &self.sla_webhooks)
+            .field("sso", &self.sso)
             .finish_non_exhaustive()
     }
 }
@@ -307,6 +310,7 @@ impl Default for Config {
             data_region: String::new(),
             blob_store_region: String::new(),
             allow_non_eu_storage: false,
+            sso: crate::authn::sso::config::SsoConfig::default(),
         }
     }
 }
@@ -335,8 +339,9 @@ pub(crate) fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
 
 /// `TRUSTPLANE_*` variables that are not configuration keys: secrets read by the keyring,
 /// the config file path, the log filter, and test and build settings.
-const NON_CONFIG_VARS: [&str; 7] = [
+const NON_CONFIG_VARS: [&str; 8] = [
     "config",
+    "sso_client_secret",
     "log",
     "hmac_pepper",
     "aes_key",
@@ -374,7 +379,7 @@ impl Config {
         let figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))
             .merge(env);
-        let config: Config = figment.extract().map_err(|e| {
+        let mut config: Config = figment.extract().map_err(|e| {
             let key = e.path.join(".");
             let key = if key.is_empty() {
                 "trustplane.toml".to_owned()
@@ -383,6 +388,7 @@ impl Config {
             };
             invalid(&key, e.kind.to_string())
         })?;
+        config.sso.apply_env(|key| std::env::var(key).ok());
         config.validate()?;
         Ok(config)
     }
@@ -475,6 +481,9 @@ impl Config {
                 "must be between 1 and 720 hours",
             ));
         }
+        self.sso
+            .validate()
+            .map_err(|(key, problem)| invalid(&key, problem))?;
         self.alert_thresholds
             .validate()
             .map_err(|(key, problem)| invalid(&format!("alert_thresholds.{key}"), problem))?;

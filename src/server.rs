@@ -50,7 +50,15 @@ pub async fn build_state(
             std::env::var(crate::disclosures::signing::PASSPHRASE_ENV).ok(),
         )?),
     };
+    let sso = if config.sso.enabled() {
+        Some(Arc::new(crate::authn::sso::provider::OidcProvider::new(
+            config.sso.clone(),
+        )?))
+    } else {
+        None
+    };
     Ok(AppState::new(App {
+        sso,
         sla_calendar,
         security_txt_signer,
         analyzer,

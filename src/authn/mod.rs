@@ -7,6 +7,7 @@ pub mod pages;
 pub mod password;
 pub mod recovery;
 pub mod session;
+pub mod sso;
 pub mod throttle;
 pub mod totp;
 

@@ -39,7 +39,7 @@ pub fn routes() -> Vec<PortalRoute> {
 }
 
 /// Responds with a redirect and a new session cookie.
-fn with_session_cookie(ctx: &RequestCtx, token: &str, to: &str) -> Response {
+pub(crate) fn with_session_cookie(ctx: &RequestCtx, token: &str, to: &str) -> Response {
     let mut response = Redirect::to(to).into_response();
     set_cookie(
         &mut response,
@@ -48,7 +48,7 @@ fn with_session_cookie(ctx: &RequestCtx, token: &str, to: &str) -> Response {
     response
 }
 
-fn set_cookie(response: &mut Response, cookie: &str) {
+pub(crate) fn set_cookie(response: &mut Response, cookie: &str) {
     if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -118,6 +118,15 @@ struct LoginPage {
     email: String,
     error: Option<String>,
     notice: Option<String>,
+    /// The SSO button's text when single sign-on is on.
+    sso_button: Option<String>,
+}
+
+fn sso_button(state: &AppState) -> Option<String> {
+    state
+        .sso
+        .as_ref()
+        .map(|_| state.config.sso.display_name.clone())
 }
 
 #[derive(Deserialize)]
@@ -125,7 +134,11 @@ struct LoginQuery {
     notice: Option<String>,
 }
 
-async fn login_get(visitor: Visitor, Query(query): Query<LoginQuery>) -> AppResult<Response> {
+async fn login_get(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Query(query): Query<LoginQuery>,
+) -> AppResult<Response> {
     if visitor
         .session
         .as_ref()
@@ -146,6 +159,7 @@ async fn login_get(visitor: Visitor, Query(query): Query<LoginQuery>) -> AppResu
         email: String::new(),
         error: None,
         notice,
+        sso_button: sso_button(&state),
     })?
     .into_response())
 }
@@ -170,12 +184,29 @@ async fn login_post(
             email: crate::web::clip(&email, 254),
             error: Some(error),
             notice: None,
+            sso_button: sso_button(&state),
         };
         Ok((status, html(&page)?).into_response())
     };
 
     let account_key = throttle::account_subject(&email);
     let target = format!("email:{}", crate::web::clip(&email, 254));
+    // With single sign-on, passwords may be kept for break-glass accounts only.
+    if !state.config.sso.password_login_allowed(&email) {
+        audit::append_alone(
+            &state.db,
+            now,
+            &ctx.meta(),
+            AuditEvent::new("anonymous", "auth.login", target.clone())
+                .outcome(Outcome::Denied)
+                .detail("reason", "password_login_disabled"),
+        )
+        .await?;
+        return render(
+            StatusCode::FORBIDDEN,
+            "Password login is turned off. Use single sign-on.".to_owned(),
+        );
+    }
     let Some(_in_flight) = state.login_in_flight.enter(&account_key) else {
         return render(StatusCode::TOO_MANY_REQUESTS, ATTEMPT_IN_FLIGHT.to_owned());
     };
@@ -270,6 +301,7 @@ async fn login_post(
         &ctx.origin(),
     )
     .await?;
+    session::set_auth_method(&mut tx, &issued.id, "password").await?;
     audit::append(
         &mut tx,
         now,
@@ -426,6 +458,12 @@ async fn totp_post(
 
     let lifetime = state.config.session_absolute_hours * HOUR;
     let token = session::advance(&mut tx, &session.id, Stage::Full, now, now + lifetime).await?;
+    let mfa_method = if method == "totp" {
+        "local_totp"
+    } else {
+        method
+    };
+    session::record_mfa(&mut tx, &session.id, &account.id, mfa_method).await?;
     attempt.succeeded(&mut tx, &account_key).await?;
     store::record_login(&mut tx, &account.id, now).await?;
     audit::append(
@@ -763,6 +801,7 @@ async fn enrol_post(
     attempt.succeeded(&mut tx, &account_key).await?;
     recovery::store(&mut tx, &state.keyring, &session.staff_id, &codes).await?;
     let token = session::advance(&mut tx, &session.id, Stage::Full, now, now + lifetime).await?;
+    session::record_mfa(&mut tx, &session.id, &session.staff_id, "local_totp").await?;
     store::record_login(&mut tx, &session.staff_id, now).await?;
     audit::append(
         &mut tx,
@@ -780,7 +819,11 @@ async fn enrol_post(
     Ok(response)
 }
 
-async fn logout_post(State(state): State<AppState>, visitor: Visitor) -> AppResult<Response> {
+async fn logout_post(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    headers: axum::http::HeaderMap,
+) -> AppResult<Response> {
     let now = state.now();
     let session = visitor.session()?;
     let mut tx = state.db.begin().await?;
@@ -797,7 +840,23 @@ async fn logout_post(State(state): State<AppState>, visitor: Visitor) -> AppResu
     )
     .await?;
     tx.commit().await?;
-    let mut response = Redirect::to("/login?notice=logged_out").into_response();
+    // A session that came from the identity provider also ends there, when it offers that.
+    let end_session = if session.auth_method.as_deref() == Some("sso") {
+        super::sso::pages::end_session_url(&state, &visitor.ctx, &headers).await
+    } else {
+        None
+    };
+    let mut response = match end_session {
+        Some(target) => html(&super::sso::pages::ProviderRedirectPage {
+            title: "You have logged out",
+            message: "You have logged out of trustplane. Now ending your session at your \
+                      identity provider.",
+            target,
+            link_text: "Log out at the identity provider",
+        })?
+        .into_response(),
+        None => Redirect::to("/login?notice=logged_out").into_response(),
+    };
     set_cookie(&mut response, &visitor.ctx.clear_cookie(SESSION_COOKIE));
     Ok(response)
 }

@@ -138,6 +138,45 @@ pub struct ActiveSession {
     pub roles: Vec<String>,
     pub created_at: Millis,
     pub expires_at: Millis,
+    /// `password` or `sso` (`None` for sessions from before single sign-on).
+    pub auth_method: Option<String>,
+    /// How the second factor was satisfied: `local_totp`, `recovery_code` or `idp_amr`.
+    pub mfa_method: Option<String>,
+}
+
+/// Records how a session began (`password` or `sso`).
+pub async fn set_auth_method(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    method: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET auth_method = $1 WHERE id = $2")
+        .bind(method)
+        .bind(session_id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Records how the session's second factor was satisfied, on the session and as the
+/// account's latest method (the staff list shows it).
+pub async fn record_mfa(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    staff_id: &str,
+    method: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sessions SET mfa_method = $1 WHERE id = $2")
+        .bind(method)
+        .bind(session_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE staff SET last_mfa_method = $1 WHERE id = $2")
+        .bind(method)
+        .bind(staff_id)
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 /// Finds the session for a cookie token. Expired, idle, or disabled-account sessions are
@@ -150,7 +189,7 @@ pub async fn lookup(
 ) -> Result<Option<ActiveSession>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT s.id, s.stage, s.staff_id, s.last_seen_at, s.expires_at, s.created_at, \
-         s.pending_totp_enc, st.email, st.display_name, st.totp_enabled, st.disabled \
+         s.pending_totp_enc, s.auth_method, s.mfa_method, st.email, st.display_name, st.totp_enabled, st.disabled \
          FROM sessions s JOIN staff st ON st.id = s.staff_id WHERE s.token_hash = $1",
     )
     .bind(sha256_hex(token.as_bytes()))
@@ -190,6 +229,8 @@ pub async fn lookup(
         roles,
         created_at: row.try_get("created_at")?,
         expires_at,
+        auth_method: row.try_get("auth_method")?,
+        mfa_method: row.try_get("mfa_method")?,
     }))
 }
 

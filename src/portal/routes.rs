@@ -93,6 +93,7 @@ pub fn all() -> Vec<PortalRoute> {
     routes.extend(super::operations::routes());
     routes.extend(super::dashboard::routes());
     routes.extend(crate::authn::pages::routes());
+    routes.extend(crate::authn::sso::pages::routes());
     routes.extend(crate::authn::account::routes());
     routes.extend(crate::staff::pages::routes());
     routes.extend(crate::audit::pages::routes());

@@ -46,8 +46,20 @@ struct StaffRowView {
     display_name: String,
     roles: String,
     mfa: bool,
+    /// How the last login's second factor was satisfied, in words.
+    mfa_via: &'static str,
     state: &'static str,
     last_login: String,
+}
+
+/// The staff list's words for `last_mfa_method`.
+fn mfa_via(method: Option<&str>) -> &'static str {
+    match method {
+        Some("idp_amr") => "via identity provider",
+        Some("local_totp") => "local TOTP",
+        Some("recovery_code") => "recovery code",
+        _ => "",
+    }
 }
 
 fn state_of(staff: &Staff) -> &'static str {
@@ -132,7 +144,8 @@ async fn staff_list_get(
                 email: r.staff.email,
                 display_name: r.staff.display_name,
                 roles: r.roles.join(", "),
-                mfa: r.staff.totp_enabled,
+                mfa: r.staff.totp_enabled || r.staff.last_mfa_method.as_deref() == Some("idp_amr"),
+                mfa_via: mfa_via(r.staff.last_mfa_method.as_deref()),
                 last_login: r
                     .staff
                     .last_login_at

@@ -22,10 +22,12 @@ pub struct Staff {
     pub created_at: Millis,
     pub updated_at: Millis,
     pub last_login_at: Option<Millis>,
+    /// How the last full login's second factor was satisfied (`local_totp`, `idp_amr`, …).
+    pub last_mfa_method: Option<String>,
 }
 
 const COLUMNS: &str = "id, email, display_name, password_hash, totp_secret_enc, totp_enabled, \
-     totp_last_step, disabled, version, created_at, updated_at, last_login_at";
+     totp_last_step, disabled, version, created_at, updated_at, last_login_at, last_mfa_method";
 
 impl Staff {
     fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
@@ -42,6 +44,7 @@ impl Staff {
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             last_login_at: row.try_get("last_login_at")?,
+            last_mfa_method: row.try_get("last_mfa_method")?,
         })
     }
 }
@@ -335,10 +338,12 @@ pub async fn list(db: &Db, filter: &StaffFilter) -> Result<(Vec<StaffSummary>, i
     Ok((page, total))
 }
 
-/// Counts for the dashboard: accounts, accounts with MFA, disabled.
+/// Counts for the dashboard: enabled accounts, and those with a second factor (TOTP, or
+/// MFA asserted by the identity provider at their last login).
 pub async fn mfa_counts(db: &Db) -> Result<(i64, i64), sqlx::Error> {
     let row = sqlx::query(
-        "SELECT COUNT(*) AS total, COALESCE(SUM(totp_enabled), 0) AS with_mfa \
+        "SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN totp_enabled = 1 \
+         OR last_mfa_method = 'idp_amr' THEN 1 ELSE 0 END), 0) AS with_mfa \
          FROM staff WHERE disabled = 0",
     )
     .fetch_one(&db.pool)

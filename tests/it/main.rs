@@ -28,6 +28,7 @@ mod retention;
 mod reviews;
 mod security_review;
 mod sla;
+mod sso;
 mod staff;
 mod vendors;
 mod webdriver;
