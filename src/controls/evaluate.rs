@@ -338,13 +338,25 @@ pub fn isolation(report: crate::biometric::IsolationReport, blob_location: &str)
 /// MFA-1: every enabled staff account has a verified second factor.
 pub async fn mfa(conn: &mut AnyConnection) -> anyhow::Result<Outcome> {
     let rows = sqlx::query(
-        "SELECT id, totp_enabled FROM staff WHERE disabled = 0 ORDER BY created_at, id",
+        "SELECT id, totp_enabled, last_mfa_method FROM staff WHERE disabled = 0 \
+         ORDER BY created_at, id",
     )
     .fetch_all(&mut *conn)
     .await?;
+    // A second factor is a verified TOTP, or multi-factor authentication the identity
+    // provider asserted at the person's last single sign-on.
     let mut without = Vec::new();
+    let mut idp_asserted = 0;
     for row in &rows {
-        if row.try_get::<i32, _>("totp_enabled")? == 0 {
+        let totp = row.try_get::<i32, _>("totp_enabled")? != 0;
+        let idp = row
+            .try_get::<Option<String>, _>("last_mfa_method")?
+            .as_deref()
+            == Some("idp_amr");
+        if !totp && idp {
+            idp_asserted += 1;
+        }
+        if !totp && !idp {
             without.push(format!("staff:{}", row.try_get::<String, _>("id")?));
         }
     }
@@ -368,6 +380,10 @@ pub async fn mfa(conn: &mut AnyConnection) -> anyhow::Result<Outcome> {
     )
     .fact("Enabled staff accounts", rows.len())
     .fact("With a verified second factor", rows.len() - without.len())
+    .fact(
+        "Of those, MFA asserted by the identity provider only",
+        idp_asserted,
+    )
     .fact("Without", without.len())
     .offending(without))
 }

@@ -249,9 +249,12 @@ pub const SOURCES: &[Source] = &[
         rule: "rustls server configuration: TLS 1.2 and 1.3 only; certificate file SHA-256; proxy settings",
         producer: Producer::Rows(|ctx| Box::pin(async move { Ok(tls_snapshot(ctx.config)) })),
     },
-    // Control evaluation history goes here once the control catalogue lands, one entry:
-    // Source { name: "controls/evaluations", description: "…", rule: "controls::store::history_between(from, to)",
-    //   producer: Producer::Rows(|ctx| Box::pin(crate::controls::evidence_table(ctx))) },
+    query(
+        "controls/evaluations",
+        "Every evaluation of every control during the period: its state, since when, the summary and the facts it looked at (all controls; the history behind /trust).",
+        Binds::Period,
+        "SELECT e.evaluated_at, e.control_id, e.state, e.state_since, e.summary, e.facts, e.evaluated_by FROM control_evaluations e WHERE e.evaluated_at >= $1 AND e.evaluated_at < $2 ORDER BY e.evaluated_at, e.control_id, e.id",
+    ),
 ];
 
 /// The columns of a query, read from its SELECT list (`alias` after `AS`, else the column

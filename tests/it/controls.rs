@@ -106,7 +106,7 @@ async fn backup(app: &TestApp, at: i64, key_id: &str, restore_ok: Option<bool>) 
     .bind("a".repeat(64))
     .bind(key_id)
     .bind(restore_ok.map(|_| at + HOUR))
-    .bind(restore_ok.map(|ok| i32::from(ok)))
+    .bind(restore_ok.map(i32::from))
     .execute(&app.state.db.pool)
     .await
     .unwrap();
@@ -211,6 +211,32 @@ async fn mfa_control_names_enabled_staff_without_a_second_factor(backend: Backen
     let bad = eval(&app, "MFA-1").await;
     assert_state(&bad, ControlState::Failing);
     assert_eq!(bad.offending, vec![format!("staff:{}", without.id)]);
+
+    // Multi-factor authentication asserted by the identity provider at the last single
+    // sign-on counts as the second factor; a password-only assertion does not.
+    exec(
+        &app,
+        &format!(
+            "UPDATE staff SET last_mfa_method = 'idp_amr' WHERE id = '{}'",
+            without.id
+        ),
+    )
+    .await;
+    let sso = eval(&app, "MFA-1").await;
+    assert_state(&sso, ControlState::Passing);
+    assert_eq!(
+        sso.fact_value("Of those, MFA asserted by the identity provider only"),
+        Some("1")
+    );
+    exec(
+        &app,
+        &format!(
+            "UPDATE staff SET last_mfa_method = 'local_totp' WHERE id = '{}'",
+            without.id
+        ),
+    )
+    .await;
+    assert_state(&eval(&app, "MFA-1").await, ControlState::Failing);
 }
 both_backends!(mfa_control_names_enabled_staff_without_a_second_factor);
 

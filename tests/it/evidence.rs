@@ -175,6 +175,9 @@ async fn seed(app: &TestApp) {
         .await
         .unwrap();
     }
+    trustplane::controls::evaluate_all(&app.state, "test", &RequestMeta::default())
+        .await
+        .unwrap();
 }
 
 async fn a_pack_verifies_and_every_change_is_named(backend: Backend) {
@@ -189,6 +192,15 @@ async fn a_pack_verifies_and_every_change_is_named(backend: Backend) {
 
     let files = entries(&pack_path);
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let evaluations = files
+        .iter()
+        .find(|(n, _)| n == "controls/evaluations.csv")
+        .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+        .expect("the control evaluation history is in the pack");
+    assert!(
+        evaluations.contains("MFA-1") && evaluations.contains("AUD-1"),
+        "{evaluations}"
+    );
     for expected in [
         "keys/api_keys.csv",
         "keys/api_keys.json",

@@ -44,9 +44,16 @@ struct Idp {
 
 impl Idp {
     async fn start() -> Idp {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// The provider, naming itself by `host` (`localhost` makes it another site than the
+    /// portal on 127.0.0.1, as an identity provider is in production).
+    async fn start_on(host: &str) -> Idp {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc/provider.mjs");
         let mut child = tokio::process::Command::new("node")
             .arg(script)
+            .env("ISSUER_HOST", host)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -68,7 +75,7 @@ impl Idp {
         // Keep reading what the provider prints: a closed pipe would end it on its next line.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Idp {
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{host}:{port}"),
             http: reqwest::Client::new(),
             _child: child,
         }
@@ -745,3 +752,82 @@ async fn sso_steps_do_not_exist_while_sso_is_off(backend: Backend) {
     assert_eq!(response.status(), 404);
 }
 crate::both_backends!(sso_steps_do_not_exist_while_sso_is_off);
+
+/// Polls `ready` on the browser for up to 20 s (pages that move on by themselves).
+async fn wait_for(browser: &crate::webdriver::Browser, what: &str, script: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while browser.execute(script, json!([])).await != Value::Bool(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited in vain for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The whole SSO login in real Chromium, the provider on another site (localhost) than the
+/// portal (127.0.0.1): the portal's start page moves on to the provider's own sign-in page,
+/// the provider sends the browser back cross-site, the login finishes on a same-site step
+/// (so the Strict session cookie is set where the browser keeps it), and a password-only
+/// assertion steps up to the portal's TOTP before the dashboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs node and chromium (npm ci --prefix tests/oidc; apt chromium chromium-driver)"]
+async fn sso_login_through_the_providers_pages_in_chromium_steps_up_to_totp() {
+    use crate::webdriver::{Browser, Chromedriver, Javascript};
+    let idp = Idp::start_on("localhost").await;
+    let app = sso_app(Backend::Sqlite, &idp, |_| {}).await;
+    let staff = app
+        .create_staff("pwd@example.com", &[Role::Security], true)
+        .await;
+    let driver = Chromedriver::start().await;
+    let mut browser = Browser::new(&driver, "sso", Javascript::On).await;
+
+    browser.goto(&app.url("/login")).await;
+    browser.check_page("sso-login").await;
+    browser.click_to_navigate("form.sso button").await;
+    wait_for(
+        &browser,
+        "the provider's sign-in page",
+        "return location.host.startsWith('localhost:') && !!document.getElementById('password');",
+    )
+    .await;
+    browser
+        .execute(
+            "document.getElementById('login').value = 'pwd'; return true;",
+            json!([]),
+        )
+        .await;
+    browser.fill("#password", IDP_PASSWORD).await;
+    // The provider's pages are not the portal's: their console output is not judged.
+    browser.logs().await;
+    browser.click_to_navigate("button[type=submit]").await;
+    wait_for(
+        &browser,
+        "the portal's TOTP step",
+        "return location.pathname === '/login/totp' && document.readyState === 'complete';",
+    )
+    .await;
+    browser.logs().await;
+    assert!(
+        browser.current_url().await.starts_with(&app.base),
+        "back on the portal"
+    );
+    browser.check_page("sso-step-up").await;
+    browser
+        .fill("input[name=code]", &app.current_code(&staff))
+        .await;
+    browser
+        .click_to_navigate("button[type=submit]:not(.link)")
+        .await;
+    assert_eq!(browser.path().await, "/", "the dashboard after the step-up");
+    browser.check_page("sso-dashboard").await;
+    assert_eq!(
+        session_methods(&app).await,
+        vec![(Some("sso".into()), Some("local_totp".into()), "full".into())]
+    );
+    let logins = audit_details(&app, "sso.login").await;
+    assert_eq!(logins.len(), 1, "{logins:?}");
+    assert!(logins[0].1.contains("\"mfa\":\"step_up\""), "{logins:?}");
+    browser.assert_clean();
+    browser.quit().await;
+}

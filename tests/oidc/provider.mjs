@@ -221,7 +221,8 @@ const server = http.createServer(async (req, res) => {
 
 server.listen(0, '127.0.0.1', () => {
   const { port } = server.address();
-  issuer = `http://127.0.0.1:${port}`;
+  // ISSUER_HOST=localhost puts the provider on another site than a portal on 127.0.0.1.
+  issuer = `http://${process.env.ISSUER_HOST || '127.0.0.1'}:${port}`;
   process.stdout.write(`listening ${port}\n`);
 });
 
