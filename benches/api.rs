@@ -8,13 +8,17 @@
 //! 3. `POST /v1/faces/detect` end to end (key, limits, worker process, sanitising, AES-GCM,
 //!    blob and record) vs `biometric::analyze` called directly with the same parallelism;
 //! 4. detection on a 640×480 image on one thread, with the default settings and with the
-//!    SeetaFace reference settings (criterion), next to SeetaFace's published speeds.
+//!    SeetaFace reference settings (criterion), next to SeetaFace's published speeds;
+//! 5. CPU time per image (server and worker processes, from `/proc`) and p50 at one client for
+//!    `POST /v1/faces/detect` vs the pipeline alone on one thread (`cpu`, not in the default
+//!    set).
 //!
 //! Run: `cargo build --release && cargo bench --bench api` (needs `wrk` on PATH for part 2;
 //! PostgreSQL at `TRUSTPLANE_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`, is skipped with a notice when unreachable).
 //!
-//! Knobs: `API_BENCH_PARTS` (comma list of `keys`, `latency`, `http`, `detect`; default all),
+//! Knobs: `API_BENCH_PARTS` (comma list of `keys`, `latency`, `http`, `detect`, `cpu`; default
+//! all but `cpu`),
 //! `API_BENCH_HTTP_SECONDS` (wrk time per URL, default 10), `API_BENCH_DETECT_SECONDS` (time
 //! per detection path, default 15), `API_BENCH_DETECT_ROUNDS` (interleaved slices that time is
 //! split into, default 5), `API_BENCH_WORKERS` (detection workers, default the number
@@ -1054,6 +1058,295 @@ fn print_detect_summary(cells: &[DetectCell], workers: usize, seconds: u64, roun
 }
 
 // ---------------------------------------------------------------------------------------------
+// 5. CPU time per image and p50 at one client
+// ---------------------------------------------------------------------------------------------
+
+/// Linux reports process and thread CPU time in clock ticks of 1/100 s (`USER_HZ`).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User + system CPU seconds from a `/proc/.../stat` file; with `children`, also the CPU of
+/// waited-for children (`cutime`, `cstime`).
+fn stat_cpu_seconds(path: &Path, children: bool) -> Option<f64> {
+    let raw = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may contain spaces) start at field 3 (`state`).
+    let after = raw.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    let mut ticks = field(14)? + field(15)?;
+    if children {
+        ticks += field(16)? + field(17)?;
+    }
+    Some(ticks as f64 / TICKS_PER_SECOND)
+}
+
+/// Minor page faults and CPU seconds of the live children (the worker processes).
+fn children_faults_and_cpu() -> (u64, f64) {
+    let (mut faults, mut cpu) = (0, 0.0);
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return (0, 0.0);
+    };
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace() {
+            let stat = Path::new("/proc").join(pid).join("stat");
+            cpu += stat_cpu_seconds(&stat, false).unwrap_or(0.0);
+            let raw = std::fs::read_to_string(&stat).unwrap_or_default();
+            let after = raw.rsplit_once(')').map_or("", |(_, after)| after);
+            faults += after
+                .split_whitespace()
+                .nth(10 - 3)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    (faults, cpu)
+}
+
+/// CPU seconds of this process, the children it has waited for, and its live children (the
+/// worker processes).
+fn process_tree_cpu_seconds() -> f64 {
+    let mut total = stat_cpu_seconds(Path::new("/proc/self/stat"), true).unwrap_or(0.0);
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return total;
+    };
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace() {
+            total +=
+                stat_cpu_seconds(&Path::new("/proc").join(pid).join("stat"), false).unwrap_or(0.0);
+        }
+    }
+    total
+}
+
+/// CPU seconds of the calling thread.
+fn thread_cpu_seconds() -> f64 {
+    stat_cpu_seconds(Path::new("/proc/thread-self/stat"), false).unwrap_or(0.0)
+}
+
+/// One measured slice at one client: requests, their latencies, and CPU seconds spent.
+#[derive(Default)]
+struct CpuSlice {
+    load: LoadResult,
+    cpu_s: f64,
+}
+
+impl CpuSlice {
+    fn absorb(&mut self, other: CpuSlice) {
+        self.load.absorb(other.load);
+        self.cpu_s += other.cpu_s;
+    }
+
+    fn cpu_ms_per_image(&self) -> f64 {
+        self.cpu_s * 1000.0 / self.load.latencies_ms.len().max(1) as f64
+    }
+}
+
+/// The pipeline alone on one thread: its CPU is that thread's.
+fn direct_cpu(bytes: &[u8], length: Duration) -> CpuSlice {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let (limits, settings) = (Limits::default(), DetectorSettings::default());
+                let analyze = || {
+                    trustplane::biometric::analyze(
+                        bytes,
+                        Some(ImageFormat::Png),
+                        &limits,
+                        &settings,
+                    )
+                };
+                // The first call on a thread builds its detector.
+                let _ = black_box(analyze());
+                let cpu_before = thread_cpu_seconds();
+                let started = Instant::now();
+                let mut load = LoadResult::default();
+                while started.elapsed() < length {
+                    let one = Instant::now();
+                    match analyze() {
+                        Ok(analysis) => {
+                            black_box(analysis);
+                            load.latencies_ms.push(one.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        Err(_) => load.errors += 1,
+                    }
+                }
+                load.elapsed_s = started.elapsed().as_secs_f64();
+                load.latencies_ms.sort_by(f64::total_cmp);
+                CpuSlice {
+                    load,
+                    cpu_s: thread_cpu_seconds() - cpu_before,
+                }
+            })
+            .join()
+            .expect("pipeline thread")
+    })
+}
+
+/// One client posting `body` back to back from its own thread, so that its CPU can be told
+/// apart: the API's CPU is the whole process tree's (server, its runtime and background jobs,
+/// worker processes) minus the client thread's.
+fn api_cpu(url: &str, key: &str, body: &Bytes, length: Duration) -> anyhow::Result<CpuSlice> {
+    let (url, key, body) = (url.to_owned(), key.to_owned(), body.clone());
+    // Both sides start counting once the client has warmed up.
+    let warmed = Arc::new(std::sync::Barrier::new(2));
+    let client_warmed = Arc::clone(&warmed);
+    let client_thread = std::thread::spawn(move || -> anyhow::Result<(LoadResult, f64)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let Ok(rt) = rt else {
+            client_warmed.wait();
+            anyhow::bail!("cannot build the client runtime");
+        };
+        rt.block_on(async {
+            let client = client();
+            let Ok(client) = client else {
+                client_warmed.wait();
+                anyhow::bail!("cannot build the HTTP client");
+            };
+            let post = || {
+                client
+                    .post(&url)
+                    .header("x-api-key", &key)
+                    .header("content-type", "image/png")
+                    .body(body.clone())
+                    .send()
+            };
+            // Warm: the connection, and the worker that will answer.
+            let warm_up = async {
+                for _ in 0..3 {
+                    post().await?.bytes().await?;
+                }
+                anyhow::Ok(())
+            }
+            .await;
+            client_warmed.wait();
+            warm_up?;
+            let cpu_before = thread_cpu_seconds();
+            let started = Instant::now();
+            let mut load = LoadResult::default();
+            while started.elapsed() < length {
+                let one = Instant::now();
+                let ok = match post().await {
+                    Ok(response) => response.status() == 200 && response.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    load.latencies_ms.push(one.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    load.errors += 1;
+                }
+            }
+            load.elapsed_s = started.elapsed().as_secs_f64();
+            load.latencies_ms.sort_by(f64::total_cmp);
+            Ok((load, thread_cpu_seconds() - cpu_before))
+        })
+    });
+    // The client passes the barrier even when it fails; its error comes from `join`.
+    warmed.wait();
+    let tree_before = process_tree_cpu_seconds();
+    let workers_before = children_faults_and_cpu();
+    let (load, client_cpu) = client_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    let tree = process_tree_cpu_seconds() - tree_before;
+    let workers_after = children_faults_and_cpu();
+    let images = load.latencies_ms.len().max(1) as f64;
+    println!(
+        "    {} images: workers {:.2} ms CPU and {:.0} minor page faults per image; server {:.2} ms CPU per image",
+        load.latencies_ms.len(),
+        (workers_after.1 - workers_before.1) * 1000.0 / images,
+        workers_after.0.saturating_sub(workers_before.0) as f64 / images,
+        (tree - client_cpu - (workers_after.1 - workers_before.1)) * 1000.0 / images,
+    );
+    Ok(CpuSlice {
+        load,
+        cpu_s: (tree - client_cpu).max(0.0),
+    })
+}
+
+#[derive(Default)]
+struct CpuCell {
+    backend: &'static str,
+    image: &'static str,
+    direct: CpuSlice,
+    kept: CpuSlice,
+    not_kept: CpuSlice,
+}
+
+/// `rounds` × (pipeline slice, API retention 30 d, API retention 0 d), one client each.
+async fn cpu_cell(
+    backend: Backend,
+    image: &'static str,
+    bytes: &Bytes,
+    url: &str,
+    (key_kept, key_not_kept): (&str, &str),
+    seconds: u64,
+    rounds: u32,
+) -> anyhow::Result<CpuCell> {
+    let slice = Duration::from_secs(seconds) / rounds.max(1);
+    let mut cell = CpuCell {
+        backend: backend.name(),
+        image,
+        ..CpuCell::default()
+    };
+    for _ in 0..rounds.max(1) {
+        tokio::task::block_in_place(|| -> anyhow::Result<()> {
+            cell.direct.absorb(direct_cpu(bytes, slice));
+            cell.kept.absorb(api_cpu(url, key_kept, bytes, slice)?);
+            cell.not_kept
+                .absorb(api_cpu(url, key_not_kept, bytes, slice)?);
+            Ok(())
+        })?;
+    }
+    Ok(cell)
+}
+
+fn print_cpu_summary(cells: &[CpuCell], seconds: u64, rounds: u32) {
+    println!(
+        "\n### 5. CPU per image and latency at one client: POST /v1/faces/detect vs biometric::analyze ({seconds} s per path in {rounds} interleaved slices)\n"
+    );
+    println!(
+        "| image | backend | path | images | CPU per image | p50 | p99 | errors | CPU overhead | p50 overhead |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for cell in cells {
+        let base = &cell.direct;
+        println!(
+            "| {} | {} | pipeline, one thread | {} | {:.2} ms | {:.2} ms | {:.2} ms | {} | | |",
+            cell.image,
+            cell.backend,
+            base.load.latencies_ms.len(),
+            base.cpu_ms_per_image(),
+            base.load.percentile(50.0),
+            base.load.percentile(99.0),
+            base.load.errors
+        );
+        for (label, r) in [
+            ("API, retention 30 d", &cell.kept),
+            ("API, retention 0 d", &cell.not_kept),
+        ] {
+            println!(
+                "| {} | {} | {label} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {} | {:+.1} % | {:+.2} ms |",
+                cell.image,
+                cell.backend,
+                r.load.latencies_ms.len(),
+                r.cpu_ms_per_image(),
+                r.load.percentile(50.0),
+                r.load.percentile(99.0),
+                r.load.errors,
+                (r.cpu_ms_per_image() / base.cpu_ms_per_image() - 1.0) * 100.0,
+                r.load.percentile(50.0) - base.load.percentile(50.0),
+            );
+        }
+    }
+    println!(
+        "  API CPU = server process + worker processes - the client thread, from /proc; pipeline CPU = its thread's"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // main
 // ---------------------------------------------------------------------------------------------
 
@@ -1091,7 +1384,8 @@ fn main() -> anyhow::Result<()> {
 
     let mut http_rows = Vec::new();
     let mut cells = Vec::new();
-    if wants("http") || wants("detect") {
+    let mut cpu_cells = Vec::new();
+    if wants("http") || wants("detect") || wants("cpu") {
         let images: Vec<(&'static str, Bytes)> = IMAGES
             .iter()
             .map(|(name, _)| Ok((*name, Bytes::from(std::fs::read(fixture(name))?))))
@@ -1132,6 +1426,32 @@ fn main() -> anyhow::Result<()> {
                                 .await?,
                             );
                         }
+                    }
+                    if wants("cpu") {
+                        let not_kept = app
+                            .customer_with_key("Bench CPU Not Kept", 0, "faces:detect")
+                            .await?;
+                        let url = format!("{base}/v1/faces/detect");
+                        for (name, bytes) in &images {
+                            println!(
+                                "[{}] {name}: CPU per image at one client, {detect_seconds} s per path in {detect_rounds} slices",
+                                backend.name()
+                            );
+                            cpu_cells.push(
+                                cpu_cell(
+                                    backend,
+                                    name,
+                                    bytes,
+                                    &url,
+                                    (&kept.secret, &not_kept.secret),
+                                    detect_seconds,
+                                    detect_rounds,
+                                )
+                                .await?,
+                            );
+                        }
+                    }
+                    if wants("detect") || wants("cpu") {
                         println!(
                             "[{}] images: {} records, {} with a stored blob",
                             backend.name(),
@@ -1159,6 +1479,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wants("detect") {
         print_detect_summary(&cells, workers, detect_seconds, detect_rounds);
+    }
+    if wants("cpu") {
+        print_cpu_summary(&cpu_cells, detect_seconds, detect_rounds);
     }
     if wants("latency") {
         print_latency_summary();

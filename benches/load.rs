@@ -33,7 +33,8 @@ const FACE: &[u8] = include_bytes!("../static/examples/face.jpg");
 /// One kind of request for a `wrk` process: `init` takes method, path, a body file (or "")
 /// and `Name: value` headers; `done` prints the answers by status.
 const ONE_KIND: &str = r#"
-local statuses = {}
+-- Global, not local: `done` reads each thread's table with `thread:get`.
+statuses = {}
 local threads = {}
 function setup(thread)
   table.insert(threads, thread)

@@ -152,8 +152,8 @@ pub async fn delete_many(
     ids: &[String],
 ) -> Result<std::collections::HashSet<String>, sqlx::Error> {
     let mut deleted = std::collections::HashSet::with_capacity(ids.len());
-    // 100 per statement: SQLite slows down sharply with thousands of parameters.
-    for chunk in ids.chunks(100) {
+    // 500 per statement: SQLite slows down sharply with thousands of parameters.
+    for chunk in ids.chunks(500) {
         let sql = format!(
             "DELETE FROM images WHERE id IN ({}) RETURNING id",
             crate::db::placeholders(1, chunk.len())

@@ -373,5 +373,6 @@ async fn read_image(
     if bytes.is_empty() {
         return Err(ApiError::Malformed("The request body is empty.".into()));
     }
-    Ok((bytes.to_vec(), Some(declared)))
+    // Takes over the body's buffer when it is the only owner instead of copying it.
+    Ok((Vec::from(bytes), Some(declared)))
 }

@@ -14,8 +14,14 @@ use crate::app::AppState;
 use crate::clock::{MINUTE, Millis};
 use crate::customers::{MAX_DEMO_RETENTION_DAYS, MAX_PRODUCTION_RETENTION_DAYS};
 
-/// Images deleted per batch; the purge yields between batches so the API keeps answering.
-pub const BATCH: i64 = 500;
+/// Images deleted per batch; each batch's records go in one transaction. Large enough that
+/// the database keeps ahead of the file system (the blobs of one batch are unlinked while the
+/// records of the previous one are deleted, and unlinking files that are on disk is the slow
+/// part), small enough that the purge's own work between two awaits stays short, so API
+/// requests on the same runtime are not held behind it.
+pub const BATCH: i64 = 1_000;
+/// Blob keys whose owners are looked up per query in the orphan sweep.
+const SWEEP_CHUNK: usize = 500;
 /// A blob without a record is left alone this long (an upload may be between its two writes).
 pub const ORPHAN_GRACE: Millis = 15 * MINUTE;
 
@@ -50,50 +56,49 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
     let started = std::time::Instant::now();
     let now = state.now();
     let mut report = PurgeReport::default();
+    // Pipelined: while one batch's records are deleted, the next batch's blobs are unlinked
+    // (the database and the file system work side by side). Within each batch the order
+    // stays blob first, then record.
+    let mut unlinked: Vec<Expired> = Vec::new();
     loop {
+        // The unlinked batch's records are still there and come first in this order, so
+        // asking for that many more rows yields up to a full new batch.
         let rows = sqlx::query(
             "SELECT id, kind, blob_key, byte_size FROM images WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2",
         )
         .bind(now)
-        .bind(BATCH)
+        .bind(BATCH + i64::try_from(unlinked.len()).unwrap_or(0))
         .fetch_all(&state.db.pool)
         .await?;
-        if rows.is_empty() {
-            break;
+        let pending: std::collections::HashSet<&str> =
+            unlinked.iter().map(|image| image.id.as_str()).collect();
+        let mut batch = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            if pending.contains(id.as_str()) {
+                continue;
+            }
+            batch.push(Expired {
+                id,
+                demo: row.try_get::<String, _>("kind")? == "demo",
+                blob_key: row.try_get("blob_key")?,
+                byte_size: row.try_get("byte_size")?,
+            });
         }
-        let batch = rows
-            .iter()
-            .map(|row| {
-                Ok::<_, sqlx::Error>(Expired {
-                    id: row.try_get("id")?,
-                    demo: row.try_get::<String, _>("kind")? == "demo",
-                    blob_key: row.try_get("blob_key")?,
-                    byte_size: row.try_get("byte_size")?,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // Every blob of the batch is gone before any of its records.
         let keys: Vec<String> = batch
             .iter()
             .filter_map(|image| image.blob_key.clone())
             .collect();
-        state.blobs.delete_many(keys).await?;
-        let mut tx = state.db.begin().await?;
-        let ids: Vec<String> = batch.iter().map(|image| image.id.clone()).collect();
-        let deleted = crate::images::delete_many(&mut tx, &ids).await?;
-        for image in &batch {
-            if deleted.contains(&image.id) {
-                if image.demo {
-                    report.demo_deleted += 1;
-                } else {
-                    report.production_deleted += 1;
-                }
-                if image.blob_key.is_some() {
-                    report.bytes_deleted += image.byte_size;
-                }
-            }
+        let (records, blobs) = tokio::join!(
+            delete_records(state, &unlinked, &mut report),
+            state.blobs.delete_many(keys)
+        );
+        records?;
+        blobs?;
+        if batch.is_empty() {
+            break;
         }
-        tx.commit().await?;
+        unlinked = batch;
         tokio::task::yield_now().await;
     }
     report.orphans_removed = sweep_orphans(state, now).await?;
@@ -165,6 +170,33 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
     Ok(report)
 }
 
+/// Deletes the records of a batch whose blobs are gone, in one transaction, and counts them.
+async fn delete_records(
+    state: &AppState,
+    batch: &[Expired],
+    report: &mut PurgeReport,
+) -> anyhow::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut tx = state.db.begin().await?;
+    let ids: Vec<String> = batch.iter().map(|image| image.id.clone()).collect();
+    let deleted = crate::images::delete_many(&mut tx, &ids).await?;
+    tx.commit().await?;
+    // Counted after the commit: an image deleted by its owner meanwhile is not the purge's.
+    for image in batch.iter().filter(|image| deleted.contains(&image.id)) {
+        if image.demo {
+            report.demo_deleted += 1;
+        } else {
+            report.production_deleted += 1;
+        }
+        if image.blob_key.is_some() {
+            report.bytes_deleted += image.byte_size;
+        }
+    }
+    Ok(())
+}
+
 /// Removes blobs that no image record (nor pentest engagement, nor disclosure attachment) points at and that are older
 /// than the grace period.
 async fn sweep_orphans(state: &AppState, now: Millis) -> anyhow::Result<i64> {
@@ -177,22 +209,28 @@ async fn sweep_orphans(state: &AppState, now: Millis) -> anyhow::Result<i64> {
         .map(|(key, _)| key)
         .collect();
     let mut removed = 0;
-    // Ownership is looked up a chunk at a time, not a query per blob.
-    for chunk in candidates.chunks(BATCH.unsigned_abs() as usize) {
+    // Ownership is looked up a chunk at a time, not a query per blob. An image's blob key is
+    // `{scope}/{image id}`, so its owner is found through the primary key (there is no index
+    // on `blob_key`), and counts only if it really points at this key.
+    for chunk in candidates.chunks(SWEEP_CHUNK) {
         let sql = format!(
-            "SELECT blob_key FROM images WHERE blob_key IN ({})",
+            "SELECT blob_key FROM images WHERE id IN ({})",
             crate::db::placeholders(1, chunk.len())
         );
         let mut query = sqlx::query(&sql);
         for key in chunk {
-            query = query.bind(key.as_str());
+            query = query.bind(key.rsplit('/').next().unwrap_or(key.as_str()));
         }
-        let mut owned: std::collections::HashSet<String> = query
-            .fetch_all(&state.db.pool)
-            .await?
-            .iter()
-            .map(|row| row.try_get("blob_key"))
-            .collect::<Result<_, _>>()?;
+        let chunk_keys: std::collections::HashSet<&str> =
+            chunk.iter().map(String::as_str).collect();
+        let mut owned = std::collections::HashSet::new();
+        for row in query.fetch_all(&state.db.pool).await? {
+            if let Some(key) = row.try_get::<Option<String>, _>("blob_key")?
+                && chunk_keys.contains(key.as_str())
+            {
+                owned.insert(key);
+            }
+        }
         // Pentest reports share the blob store; they are kept as long as their engagement.
         owned.extend(
             crate::findings::engagements::owned_report_blobs(
