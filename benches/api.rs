@@ -1079,25 +1079,35 @@ fn stat_cpu_seconds(path: &Path, children: bool) -> Option<f64> {
     Some(ticks as f64 / TICKS_PER_SECOND)
 }
 
+/// `/proc/{pid}/stat` of each live child of this process (the worker processes).
+fn children_stat_paths() -> Vec<std::path::PathBuf> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        paths.extend(
+            children
+                .split_whitespace()
+                .map(|pid| Path::new("/proc").join(pid).join("stat")),
+        );
+    }
+    paths
+}
+
 /// Minor page faults and CPU seconds of the live children (the worker processes).
 fn children_faults_and_cpu() -> (u64, f64) {
     let (mut faults, mut cpu) = (0, 0.0);
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return (0, 0.0);
-    };
-    for task in tasks.flatten() {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for pid in children.split_whitespace() {
-            let stat = Path::new("/proc").join(pid).join("stat");
-            cpu += stat_cpu_seconds(&stat, false).unwrap_or(0.0);
-            let raw = std::fs::read_to_string(&stat).unwrap_or_default();
-            let after = raw.rsplit_once(')').map_or("", |(_, after)| after);
-            faults += after
-                .split_whitespace()
-                .nth(10 - 3)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
+    for stat in children_stat_paths() {
+        cpu += stat_cpu_seconds(&stat, false).unwrap_or(0.0);
+        let raw = std::fs::read_to_string(&stat).unwrap_or_default();
+        let after = raw.rsplit_once(')').map_or("", |(_, after)| after);
+        faults += after
+            .split_whitespace()
+            .nth(10 - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0);
     }
     (faults, cpu)
 }
@@ -1105,18 +1115,8 @@ fn children_faults_and_cpu() -> (u64, f64) {
 /// CPU seconds of this process, the children it has waited for, and its live children (the
 /// worker processes).
 fn process_tree_cpu_seconds() -> f64 {
-    let mut total = stat_cpu_seconds(Path::new("/proc/self/stat"), true).unwrap_or(0.0);
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return total;
-    };
-    for task in tasks.flatten() {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for pid in children.split_whitespace() {
-            total +=
-                stat_cpu_seconds(&Path::new("/proc").join(pid).join("stat"), false).unwrap_or(0.0);
-        }
-    }
-    total
+    stat_cpu_seconds(Path::new("/proc/self/stat"), true).unwrap_or(0.0)
+        + children_faults_and_cpu().1
 }
 
 /// CPU seconds of the calling thread.

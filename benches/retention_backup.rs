@@ -53,46 +53,28 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
-/// Reads one image's metadata over HTTP in a loop until `stop`, returning latencies in ms.
-async fn reader(base: String, key: String, image: String, stop: Arc<AtomicBool>) -> Vec<f64> {
-    let client = reqwest::Client::new();
-    let mut latencies = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let started = Instant::now();
-        let response = client
-            .get(format!("{base}/v1/images/{image}"))
-            .header("x-api-key", &key)
-            .send()
-            .await;
-        if matches!(response, Ok(r) if r.status().is_success()) {
-            latencies.push(started.elapsed().as_secs_f64() * 1000.0);
-        }
-    }
-    latencies
-}
-
-/// Reads one image's metadata at a fixed rate until `stop`, returning latencies in ms counted
-/// from when each request was due (so a stalled server is charged for the requests it
-/// delayed, not only for the one it was serving).
-async fn paced_reader(
+/// Reads one image's metadata over HTTP in a loop until `stop`, returning latencies in ms:
+/// back to back, or one request per `interval`. Paced, latency counts from when each
+/// request was due (so a stalled server is charged for the requests it delayed, not only for
+/// the one it was serving), but not the timer's own lateness (up to a millisecond).
+async fn reader(
     base: String,
     key: String,
     image: String,
-    per_second: u64,
+    interval: Option<Duration>,
     stop: Arc<AtomicBool>,
 ) -> Vec<f64> {
     let client = reqwest::Client::new();
     let mut latencies = Vec::new();
-    let interval = Duration::from_micros(1_000_000 / per_second.max(1));
     let mut due = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        // Behind schedule (the server held the last request past this one's turn): the
-        // wait counts. On time: the timer's own lateness (up to a millisecond) does not.
-        let started = if Instant::now() >= due {
-            due
-        } else {
-            tokio::time::sleep_until(due.into()).await;
-            Instant::now()
+        let started = match interval {
+            Some(_) if Instant::now() < due => {
+                tokio::time::sleep_until(due.into()).await;
+                Instant::now()
+            }
+            Some(_) => due,
+            None => Instant::now(),
         };
         let response = client
             .get(format!("{base}/v1/images/{image}"))
@@ -102,7 +84,7 @@ async fn paced_reader(
         if matches!(response, Ok(r) if r.status().is_success()) {
             latencies.push(started.elapsed().as_secs_f64() * 1000.0);
         }
-        due += interval;
+        due += interval.unwrap_or_default();
     }
     latencies
 }
@@ -132,16 +114,13 @@ async fn measure_reads(
                 image.to_owned(),
                 stop.clone(),
             );
-            match load {
-                Load::Saturating => tokio::spawn(reader(base, key, image, stop)),
-                Load::Paced { total_per_second } => tokio::spawn(paced_reader(
-                    base,
-                    key,
-                    image,
-                    total_per_second / READERS,
-                    stop,
+            let interval = match load {
+                Load::Saturating => None,
+                Load::Paced { total_per_second } => Some(Duration::from_micros(
+                    1_000_000 * READERS / total_per_second.max(1),
                 )),
-            }
+            };
+            tokio::spawn(reader(base, key, image, interval, stop))
         })
         .collect();
     during.await;
