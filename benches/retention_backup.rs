@@ -185,6 +185,8 @@ async fn purge_bench() -> anyhow::Result<()> {
     let paced = Load::Paced {
         total_per_second: rate,
     };
+    // The idle readings too, so that writing back the seeded blobs does not disturb them.
+    sync_to_disk()?;
     let idle = measure_reads(
         &base,
         &key,
