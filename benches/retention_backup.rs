@@ -45,6 +45,16 @@ fn sync_to_disk() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One line of read latencies: count, p50 and p99 of sorted milliseconds.
+fn print_reads(label: &str, sorted: &[f64]) {
+    println!(
+        "GET /v1/images/{{id}} {label:<45}: n={:>6} p50 {:>6.2} ms  p99 {:>6.2} ms",
+        sorted.len(),
+        percentile(sorted, 0.5),
+        percentile(sorted, 0.99)
+    );
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -275,30 +285,15 @@ async fn purge_bench() -> anyhow::Result<()> {
         IMAGES as f64 / find_time.as_secs_f64(),
         purge_time.as_secs_f64() / find_time.as_secs_f64()
     );
-    println!(
-        "GET /v1/images/{{id}} idle        : n={:>6} p50 {:>6.2} ms  p99 {:>6.2} ms",
-        idle.len(),
-        percentile(&idle, 0.5),
-        percentile(&idle, 0.99)
-    );
-    println!(
-        "GET /v1/images/{{id}} during purge: n={:>6} p50 {:>6.2} ms  p99 {:>6.2} ms",
-        busy.len(),
-        percentile(&busy, 0.5),
-        percentile(&busy, 0.99)
-    );
-    println!(
-        "GET /v1/images/{{id}} idle, {rate}/s steady        : n={:>6} p50 {:>6.2} ms  p99 {:>6.2} ms",
-        idle_paced.len(),
-        percentile(&idle_paced, 0.5),
-        percentile(&idle_paced, 0.99)
-    );
-    println!(
-        "GET /v1/images/{{id}} during purge, {rate}/s steady: n={:>6} p50 {:>6.2} ms  p99 {:>6.2} ms  (purge {:.2} s)",
-        busy_paced.len(),
-        percentile(&busy_paced, 0.5),
-        percentile(&busy_paced, 0.99),
-        paced_purge_time.as_secs_f64()
+    print_reads("idle", &idle);
+    print_reads("during purge", &busy);
+    print_reads(&format!("idle, {rate}/s steady"), &idle_paced);
+    print_reads(
+        &format!(
+            "during purge, {rate}/s steady (purge {:.2} s)",
+            paced_purge_time.as_secs_f64()
+        ),
+        &busy_paced,
     );
     state.db.pool.close().await;
     Ok(())
