@@ -10,8 +10,9 @@
 //! 4. detection on a 640×480 image on one thread, with the default settings and with the
 //!    SeetaFace reference settings (criterion), next to SeetaFace's published speeds;
 //! 5. CPU time per image (server and worker processes, from `/proc`) and p50 at one client for
-//!    `POST /v1/faces/detect` vs the pipeline alone on one thread (`cpu`, not in the default
-//!    set).
+//!    `POST /v1/faces/detect` vs the pipeline alone on one thread, with a stored copy for
+//!    retention 30 d and without one for retention 0 d, as the API runs it (`cpu`, not in the
+//!    default set).
 //!
 //! Run: `cargo build --release && cargo bench --bench api` (needs `wrk` on PATH for part 2;
 //! PostgreSQL at `TRUSTPLANE_TEST_POSTGRES_URL`, default
@@ -39,7 +40,7 @@ use sqlx::{Connection, Row};
 use tokio::runtime::Runtime;
 use trustplane::app::AppState;
 use trustplane::audit::RequestMeta;
-use trustplane::biometric::{DetectorSettings, ImageFormat, Limits};
+use trustplane::biometric::{DetectorSettings, ImageFormat, Limits, StoragePolicy};
 use trustplane::clock::{Clock, ManualClock, SECOND, SystemClock};
 use trustplane::config::Config;
 use trustplane::crypto::Keyring;
@@ -1142,18 +1143,19 @@ impl CpuSlice {
     }
 }
 
-/// The pipeline alone on one thread: its CPU is that thread's.
-fn direct_cpu(bytes: &[u8], length: Duration) -> CpuSlice {
+/// The pipeline alone on one thread, its copy shaped by `storage`: its CPU is that thread's.
+fn direct_cpu(bytes: &[u8], storage: StoragePolicy, length: Duration) -> CpuSlice {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 let (limits, settings) = (Limits::default(), DetectorSettings::default());
                 let analyze = || {
-                    trustplane::biometric::analyze(
+                    trustplane::biometric::analyze_for_storage(
                         bytes,
                         Some(ImageFormat::Png),
                         &limits,
                         &settings,
+                        &storage,
                     )
                 };
                 // The first call on a thread builds its detector.
@@ -1270,12 +1272,16 @@ fn api_cpu(url: &str, key: &str, body: &Bytes, length: Duration) -> anyhow::Resu
 struct CpuCell {
     backend: &'static str,
     image: &'static str,
-    direct: CpuSlice,
+    /// The pipeline with the full-resolution copy the API keeps for 30 days.
+    direct_kept: CpuSlice,
+    /// The pipeline with no copy, as the API runs it when nothing is kept.
+    direct_not_kept: CpuSlice,
     kept: CpuSlice,
     not_kept: CpuSlice,
 }
 
-/// `rounds` × (pipeline slice, API retention 30 d, API retention 0 d), one client each.
+/// `rounds` × (pipeline with a copy, API retention 30 d, pipeline without a copy, API
+/// retention 0 d), one client each: each API path against the same work done directly.
 async fn cpu_cell(
     backend: Backend,
     image: &'static str,
@@ -1293,8 +1299,11 @@ async fn cpu_cell(
     };
     for _ in 0..rounds.max(1) {
         tokio::task::block_in_place(|| -> anyhow::Result<()> {
-            cell.direct.absorb(direct_cpu(bytes, slice));
+            let full = StoragePolicy::full(StoragePolicy::DEFAULT_MAX_BYTES);
+            cell.direct_kept.absorb(direct_cpu(bytes, full, slice));
             cell.kept.absorb(api_cpu(url, key_kept, bytes, slice)?);
+            cell.direct_not_kept
+                .absorb(direct_cpu(bytes, StoragePolicy::discard(), slice));
             cell.not_kept
                 .absorb(api_cpu(url, key_not_kept, bytes, slice)?);
             Ok(())
@@ -1312,21 +1321,30 @@ fn print_cpu_summary(cells: &[CpuCell], seconds: u64, rounds: u32) {
     );
     println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for cell in cells {
-        let base = &cell.direct;
-        println!(
-            "| {} | {} | pipeline, one thread | {} | {:.2} ms | {:.2} ms | {:.2} ms | {} | | |",
-            cell.image,
-            cell.backend,
-            base.load.latencies_ms.len(),
-            base.cpu_ms_per_image(),
-            base.load.percentile(50.0),
-            base.load.percentile(99.0),
-            base.load.errors
-        );
-        for (label, r) in [
-            ("API, retention 30 d", &cell.kept),
-            ("API, retention 0 d", &cell.not_kept),
+        for (base_label, base, label, r) in [
+            (
+                "pipeline with a copy",
+                &cell.direct_kept,
+                "API, retention 30 d",
+                &cell.kept,
+            ),
+            (
+                "pipeline, no copy",
+                &cell.direct_not_kept,
+                "API, retention 0 d",
+                &cell.not_kept,
+            ),
         ] {
+            println!(
+                "| {} | {} | {base_label} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {} | | |",
+                cell.image,
+                cell.backend,
+                base.load.latencies_ms.len(),
+                base.cpu_ms_per_image(),
+                base.load.percentile(50.0),
+                base.load.percentile(99.0),
+                base.load.errors
+            );
             println!(
                 "| {} | {} | {label} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {} | {:+.1} % | {:+.2} ms |",
                 cell.image,

@@ -69,6 +69,9 @@ pub struct Config {
     pub blob_store_url: String,
     /// Largest accepted image upload, in bytes.
     pub api_max_image_bytes: usize,
+    /// Seconds an image upload may take to arrive once it holds a place in the detection queue;
+    /// a slower upload is answered 408 so it cannot keep that place (or its memory) for long.
+    pub api_upload_timeout_seconds: u64,
     /// Largest accepted image width or height, in pixels.
     pub api_max_dimension: u32,
     /// Largest accepted image area, in pixels.
@@ -257,6 +260,7 @@ impl Default for Config {
             portal_body_limit_bytes: 64 * 1024,
             blob_store_url: String::new(),
             api_max_image_bytes: 10 * 1024 * 1024,
+            api_upload_timeout_seconds: 30,
             api_max_dimension: 8192,
             api_max_pixels: 40_000_000,
             stored_image_max_bytes: crate::biometric::StoragePolicy::DEFAULT_MAX_BYTES,
@@ -610,6 +614,12 @@ impl Config {
         }
         if self.detect_timeout_seconds == 0 {
             return Err(invalid("detect_timeout_seconds", "must be greater than 0"));
+        }
+        if self.api_upload_timeout_seconds == 0 || self.api_upload_timeout_seconds > 600 {
+            return Err(invalid(
+                "api_upload_timeout_seconds",
+                "must be between 1 and 600",
+            ));
         }
         for spec in crate::jobs::JOBS {
             crate::jobs::schedule_of(&spec, &self.job_schedules)

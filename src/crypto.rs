@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -518,22 +518,24 @@ impl Keyring {
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let cipher = Aes256Gcm::new(self.aes_key.bytes.as_ref().into());
-        let sealed = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .unwrap_or_default();
-        let id = self.aes_key.id.as_bytes();
-        let mut out = Vec::with_capacity(4 + 1 + id.len() + 12 + sealed.len());
+        let id = &self.aes_key.id.as_bytes()[..self.aes_key.id.len().min(255)];
+        // One buffer, encrypted where it lies: images are large, a second copy is not free.
+        let header_len = SEALED_MAGIC.len() + 1 + id.len() + nonce.len();
+        let mut out = Vec::with_capacity(header_len + plaintext.len() + 16);
         out.extend_from_slice(SEALED_MAGIC);
         out.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
-        out.extend_from_slice(&id[..id.len().min(255)]);
+        out.extend_from_slice(id);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
+        out.extend_from_slice(plaintext);
+        // Encryption only fails for plaintexts beyond GCM's 64 GiB limit.
+        match cipher.encrypt_in_place_detached(
+            Nonce::from_slice(&nonce),
+            aad,
+            &mut out[header_len..],
+        ) {
+            Ok(tag) => out.extend_from_slice(&tag),
+            Err(_) => out.truncate(header_len),
+        }
         out
     }
 

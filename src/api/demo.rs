@@ -155,6 +155,7 @@ pub async fn sweep(
     responses(
         (status = 200, description = "Faces detected (possibly none); a JPEG preview of demo images is kept at most 7 days", body = DetectResponse),
         (status = 400, description = "Malformed request", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The upload did not arrive within `api_upload_timeout_seconds`", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Image too large", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not a JPEG, PNG or WebP", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Undecodable image or over the pixel limit", body = super::problem::Problem, content_type = "application/problem+json"),

@@ -83,6 +83,7 @@ pub struct DetectResponse {
         (status = 400, description = "Malformed request", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, unknown, revoked or expired key", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Key lacks faces:detect", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The upload did not arrive within `api_upload_timeout_seconds`", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Image too large", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not a JPEG, PNG or WebP", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Undecodable image or over the pixel limit", body = super::problem::Problem, content_type = "application/problem+json"),
@@ -147,15 +148,29 @@ pub async fn detect_and_store(
     owner: Owner,
     req: Request,
 ) -> Result<DetectResponse, ApiError> {
-    let (bytes, declared) = read_image(state, req).await?;
-    let analysis = state
-        .analyzer
-        .analyze_for_storage(bytes, declared, owner.storage)
+    // A place in the queue first, then the upload: a client refused for capacity sends nothing
+    // for nothing, and at most `workers + queue` uploads are held in memory at once.
+    let admission = state.analyzer.admit().map_err(analyze_error)?;
+    let seconds = state.config.api_upload_timeout_seconds;
+    let (bytes, declared) = tokio::time::timeout(
+        std::time::Duration::from_secs(seconds),
+        read_image(state, req),
+    )
+    .await
+    .map_err(|_| ApiError::UploadTimeout { seconds })??;
+    let retention = owner.retention_days * DAY;
+    // Pixels that will not be kept are not re-encoded either.
+    let storage = if retention > 0 {
+        owner.storage
+    } else {
+        StoragePolicy::discard()
+    };
+    let analysis = admission
+        .analyze_for_storage(bytes, declared, storage)
         .await
         .map_err(analyze_error)?;
     let now = state.now();
     let image_id = uuid::Uuid::new_v4().to_string();
-    let retention = owner.retention_days * DAY;
     let (blob_key, retained_until, expires_at) = if retention > 0 {
         if let Some(quota) = owner.storage_quota_bytes {
             // Checked again with the real size: the room may have gone while this image was

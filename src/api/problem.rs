@@ -34,6 +34,9 @@ pub enum ApiError {
     NotFound,
     #[error("too large")]
     TooLarge { max_bytes: usize },
+    /// The upload did not arrive within `api_upload_timeout_seconds`.
+    #[error("upload too slow")]
+    UploadTimeout { seconds: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -64,11 +67,12 @@ impl From<sqlx::Error> for ApiError {
 
 /// Every problem the API can answer, as (status, type slug, title); the OpenAPI document
 /// lists them per status. A test keeps this table and [`ApiError::kind`] in step.
-pub const PROBLEM_TYPES: [(u16, &str, &str); 12] = [
+pub const PROBLEM_TYPES: [(u16, &str, &str); 13] = [
     (400, "malformed-request", "Malformed request"),
     (401, "unauthorized", "Missing or invalid API key"),
     (403, "missing-scope", "API key lacks the required scope"),
     (404, "not-found", "Not found"),
+    (408, "upload-timeout", "Upload too slow"),
     (413, "payload-too-large", "Image too large"),
     (415, "unsupported-media-type", "Unsupported media type"),
     (422, "unprocessable-image", "The image cannot be processed"),
@@ -108,6 +112,11 @@ impl ApiError {
                 "API key lacks the required scope",
             ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::UploadTimeout { .. } => (
+                StatusCode::REQUEST_TIMEOUT,
+                "upload-timeout",
+                "Upload too slow",
+            ),
             ApiError::TooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
@@ -162,6 +171,9 @@ impl ApiError {
             ApiError::MissingScope(scope) => format!("This key does not have the {scope} scope."),
             ApiError::NotFound => "No such resource for this API key.".into(),
             ApiError::TooLarge { max_bytes } => format!("Images may be at most {max_bytes} bytes."),
+            ApiError::UploadTimeout { seconds } => format!(
+                "The image did not arrive within {seconds} s; send it again over a faster connection."
+            ),
             ApiError::RateLimited { retry_after_secs } => {
                 format!(
                     "Demo requests are rate-limited per client network; retry in {retry_after_secs} s."
@@ -235,6 +247,7 @@ mod tests {
             ApiError::MissingScope("faces:detect"),
             ApiError::NotFound,
             ApiError::TooLarge { max_bytes: 1 },
+            ApiError::UploadTimeout { seconds: 30 },
             ApiError::UnsupportedMediaType(String::new()),
             ApiError::Unprocessable(String::new()),
             ApiError::RateLimited {

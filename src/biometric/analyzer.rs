@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::io::BufReader;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// How long to wait for a killed worker to be reaped, for its exit status.
@@ -79,6 +79,8 @@ pub enum AnalyzeError {
 /// that `Busy` immediately (no waiting).
 pub struct Analyzer {
     admission: Arc<Semaphore>,
+    /// `workers + queue`: the admission places there are.
+    places: usize,
     running: Arc<Semaphore>,
     limits: Limits,
     settings: DetectorSettings,
@@ -132,12 +134,20 @@ impl Analyzer {
 
         Ok(Self {
             admission: Arc::new(Semaphore::new(admitted)),
+            places: admitted,
             running: Arc::new(Semaphore::new(workers)),
             limits,
             settings,
             timeout,
             pool,
         })
+    }
+
+    /// Admitted analyses right now: running, waiting for a worker, or still receiving their
+    /// upload.
+    pub fn in_flight(&self) -> usize {
+        self.places
+            .saturating_sub(self.admission.available_permits())
     }
 
     /// Process ids of the idle worker processes (none with thread isolation), for diagnostics
@@ -173,14 +183,8 @@ impl Analyzer {
             .await
     }
 
-    /// Analyses one image, its sanitised copy shaped and bounded by `storage`. Size and type
-    /// are checked before queueing; then the request either gets a slot or fails fast with
-    /// [`AnalyzeError::Busy`]. A copy over [`StoragePolicy::bound`] is refused as a worker
-    /// failure: a worker process is not trusted to have kept to it, and in a process the
-    /// oversized answer is refused before it is read.
-    ///
-    /// Cancel-safe: dropping the future releases its slot (and kills its worker process if it
-    /// had one, since that worker's state is unknown).
+    /// Analyses one image, its sanitised copy shaped and bounded by `storage`: [`Analyzer::admit`]
+    /// then [`Admission::analyze_for_storage`].
     pub async fn analyze_for_storage(
         &self,
         bytes: Vec<u8>,
@@ -188,24 +192,66 @@ impl Analyzer {
         storage: StoragePolicy,
     ) -> Result<Analysis, AnalyzeError> {
         precheck(&bytes, declared, &self.limits)?;
-        let bound = storage.bound(bytes.len());
-        let admitted = Arc::clone(&self.admission)
+        self.admit()?
+            .analyze_for_storage(bytes, declared, storage)
+            .await
+    }
+
+    /// Takes a place among the `workers + queue` admitted analyses, or fails at once with
+    /// [`AnalyzeError::Busy`]. Callers take it *before* reading an upload, so at most that many
+    /// request bodies are held in memory at once and a refused client sends nothing for nothing.
+    pub fn admit(&self) -> Result<Admission<'_>, AnalyzeError> {
+        let permit = Arc::clone(&self.admission)
             .try_acquire_owned()
             .map_err(|_| AnalyzeError::Busy)?;
-        let running = Arc::clone(&self.running)
+        Ok(Admission {
+            analyzer: self,
+            permit,
+        })
+    }
+}
+
+/// A place in the analyser's bounded admission, held from before the upload is read until its
+/// analysis ends. Dropping it gives the place back.
+pub struct Admission<'a> {
+    analyzer: &'a Analyzer,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Admission<'_> {
+    /// Analyses one image, its sanitised copy shaped and bounded by `storage`. Size and type
+    /// are checked before waiting for a worker. A copy over [`StoragePolicy::bound`] is refused
+    /// as a worker failure: a worker process is not trusted to have kept to it, and in a
+    /// process the oversized answer is refused before it is read.
+    ///
+    /// Cancel-safe: dropping the future releases its slot (and kills its worker process if it
+    /// had one, since that worker's state is unknown).
+    pub async fn analyze_for_storage(
+        self,
+        bytes: Vec<u8>,
+        declared: Option<ImageFormat>,
+        storage: StoragePolicy,
+    ) -> Result<Analysis, AnalyzeError> {
+        let Admission {
+            analyzer,
+            permit: admitted,
+        } = self;
+        precheck(&bytes, declared, &analyzer.limits)?;
+        let bound = storage.bound(bytes.len());
+        let running = Arc::clone(&analyzer.running)
             .acquire_owned()
             .await
             .map_err(|_| AnalyzeError::WorkerFailed("analyser is shut down".to_owned()))?;
 
-        match &self.pool {
+        match &analyzer.pool {
             None => {
-                let (limits, settings) = (self.limits, self.settings);
+                let (limits, settings) = (analyzer.limits, analyzer.settings);
                 let task = tokio::task::spawn_blocking(move || {
                     // Held until the work really ends, even if the caller timed out.
                     let _permits = (admitted, running);
                     analyze_for_storage(&bytes, declared, &limits, &settings, &storage)
                 });
-                match tokio::time::timeout(self.timeout, task).await {
+                match tokio::time::timeout(analyzer.timeout, task).await {
                     Err(_) => Err(AnalyzeError::Timeout),
                     Ok(Err(join)) if join.is_panic() => {
                         tracing::error!("face analysis panicked");
@@ -224,11 +270,11 @@ impl Analyzer {
             Some(pool) => {
                 let header = RequestHeader {
                     declared,
-                    limits: self.limits,
-                    settings: self.settings,
+                    limits: analyzer.limits,
+                    settings: analyzer.settings,
                     storage,
                 };
-                let result = pool.run(&header, &bytes, bound, self.timeout).await;
+                let result = pool.run(&header, &bytes, bound, analyzer.timeout).await;
                 drop((running, admitted));
                 result
             }

@@ -24,7 +24,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-pub use analyzer::{AnalyzeError, Analyzer, Isolation, IsolationReport};
+pub use analyzer::{Admission, AnalyzeError, Analyzer, Isolation, IsolationReport};
 pub use detect::detect_gray;
 pub use sandbox::{IsolationStatus, LandlockState, SeccompState};
 pub use worker::{confinement_self_test, worker_main};
@@ -99,6 +99,20 @@ impl StoragePolicy {
             max_bytes,
             preview_dimension: Some(max_dimension),
         }
+    }
+
+    /// No copy at all, for images whose pixels are not kept (retention 0): the worker skips
+    /// re-encoding and sends back results only.
+    pub fn discard() -> Self {
+        Self {
+            max_bytes: 0,
+            preview_dimension: None,
+        }
+    }
+
+    /// Whether a copy is made.
+    pub fn keeps_copy(&self) -> bool {
+        self.max_bytes > 0
     }
 
     /// The most bytes the copy of an upload of `upload_len` bytes may take: twice the upload
@@ -343,7 +357,11 @@ pub fn analyze_for_storage(
     let format = precheck(bytes, declared, limits)?;
     let image = decode::decode(bytes, format, limits)?;
     let (width, height) = (image.width(), image.height());
-    let (sanitized, sanitized_format) = decode::sanitize(&image, format, bytes.len(), storage)?;
+    let (sanitized, sanitized_format) = if storage.keeps_copy() {
+        decode::sanitize(&image, format, bytes.len(), storage)?
+    } else {
+        (Vec::new(), format)
+    };
     let gray = image.to_luma8();
     drop(image);
     let decode_ms = millis(decode_start);

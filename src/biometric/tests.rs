@@ -465,6 +465,26 @@ async fn thread_analyzer_is_busy_when_workers_and_queue_are_taken() {
 }
 
 #[tokio::test]
+async fn an_admission_holds_its_place_until_it_is_used_or_dropped() {
+    let analyzer = thread_analyzer(1, 0, Duration::from_secs(30));
+    let admission = analyzer.admit().unwrap();
+    // Nothing else gets in while the place is held, even before any image is given.
+    assert!(matches!(analyzer.admit(), Err(AnalyzeError::Busy)));
+    assert!(matches!(
+        analyzer.analyze(astronaut(), None).await,
+        Err(AnalyzeError::Busy)
+    ));
+    let analysis = admission
+        .analyze_for_storage(astronaut(), None, StoragePolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(analysis.faces.len(), 1);
+    // Used: the place is back. Dropped unused: back too.
+    drop(analyzer.admit().unwrap());
+    assert!(analyzer.admit().is_ok());
+}
+
+#[tokio::test]
 async fn thread_analyzer_queues_up_to_its_bound() {
     let analyzer = thread_analyzer(1, 1, Duration::from_secs(30));
     let (first, second, third) = tokio::join!(
@@ -570,6 +590,16 @@ fn the_bound_is_twice_the_upload_between_the_floor_and_the_ceiling() {
         1000,
         "the ceiling wins"
     );
+}
+
+#[test]
+fn images_that_will_not_be_kept_are_analysed_without_a_copy() {
+    let kept = stored(&astronaut(), StoragePolicy::default()).unwrap();
+    let discarded = stored(&astronaut(), StoragePolicy::discard()).unwrap();
+    assert!(!kept.sanitized.is_empty());
+    assert!(discarded.sanitized.is_empty(), "no copy is encoded");
+    assert_eq!(discarded.faces, kept.faces, "detection is unchanged");
+    assert_eq!(StoragePolicy::discard().bound(1_000_000), 0);
 }
 
 #[test]

@@ -821,3 +821,93 @@ async fn a_multipart_upload_with_a_part_other_than_image_is_refused_by_name(back
     );
 }
 both_backends!(a_multipart_upload_with_a_part_other_than_image_is_refused_by_name);
+
+/// Sends a detection request's head and only `sent` bytes of its `length`-byte body, keeping
+/// the connection open; the caller reads the answer with [`read_answer`].
+async fn start_upload(
+    app: &TestApp,
+    key: &str,
+    length: usize,
+    sent: &[u8],
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/faces/detect HTTP/1.1\r\nhost: {}\r\nx-api-key: {key}\r\n\
+         content-type: image/png\r\ncontent-length: {length}\r\n\r\n",
+        app.addr
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(sent).await.unwrap();
+    stream
+}
+
+/// The status line's code and the body of the first answer on `stream`.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap_or(0);
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if n == 0 || (text.contains("\r\n\r\n") && text.trim_end().ends_with('}')) {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+async fn uploads_wait_for_a_queue_place_before_their_body_is_read(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.detect_workers = 1;
+        c.detect_queue = 0;
+        c.api_upload_timeout_seconds = 1;
+    })
+    .await;
+    let customer = app.create_customer("Acme", "live", 0).await;
+    let (_, key) = app.issue_key(&customer, "faces:detect").await;
+
+    // A slow client holds the only place with half an image.
+    let mut slow = start_upload(&app, &key, ASTRONAUT.len(), &ASTRONAUT[..1000]).await;
+    // Its place is taken once its head is read.
+    let started = Instant::now();
+    while app.state.analyzer.in_flight() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the slow upload has a place"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Now a request is refused before anything of its (large, unsent) body is read.
+    let mut next = start_upload(&app, &key, 10 * 1024 * 1024, b"").await;
+    let (status, refused) = tokio::time::timeout(Duration::from_secs(5), read_answer(&mut next))
+        .await
+        .expect("a request without a place is answered without its body");
+    assert_eq!(status, 503, "{refused}");
+    assert!(
+        refused.contains("urn:trustplane:problem:saturated"),
+        "{refused}"
+    );
+
+    // The slow upload is cut off at the timeout, and its place is free again.
+    let (status, body) = tokio::time::timeout(Duration::from_secs(5), read_answer(&mut slow))
+        .await
+        .expect("the slow upload is answered");
+    assert_eq!(status, 408, "{body}");
+    assert!(
+        body.contains("urn:trustplane:problem:upload-timeout"),
+        "{body}"
+    );
+    let response = detect(&app, Some(&key), "image/png", ASTRONAUT.to_vec()).await;
+    assert_eq!(response.status(), 200);
+    assert!(blob_files(&app).is_empty(), "retention 0 stores nothing");
+}
+both_backends!(uploads_wait_for_a_queue_place_before_their_body_is_read);

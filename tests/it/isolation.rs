@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 use trustplane::biometric::{
     AnalyzeError, ImageFormat, IsolationReport, IsolationStatus, LandlockState, Limits, Rejection,
-    SeccompState,
+    SeccompState, StoragePolicy,
 };
 use trustplane::staff::model::Role;
 
@@ -135,6 +135,14 @@ async fn detects_faces_in_a_worker_process() {
 
     let coffee = analyzer.analyze(fixture("coffee.png"), None).await.unwrap();
     assert!(coffee.faces.is_empty());
+
+    // Pixels that will not be kept come back as results only, the same results.
+    let results_only = analyzer
+        .analyze_for_storage(fixture("astronaut.png"), None, StoragePolicy::discard())
+        .await
+        .unwrap();
+    assert!(results_only.sanitized.is_empty());
+    assert_eq!(results_only.faces, analysis.faces);
 
     // Rejections from inside the worker come back as rejections, and the worker stays up.
     let png = fixture("astronaut.png");
