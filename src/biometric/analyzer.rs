@@ -290,6 +290,10 @@ impl Admission<'_> {
 const WORKER_MALLOC_TUNABLES: &str =
     "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824";
 
+/// Size asked for the pipe that carries uploads to a worker.
+#[cfg(target_os = "linux")]
+const WORKER_PIPE_BYTES: usize = 1024 * 1024;
+
 /// Long-lived worker processes; a worker is either idle here or owned by exactly one request.
 struct ProcessPool {
     exe: PathBuf,
@@ -336,6 +340,13 @@ impl ProcessPool {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(std::io::Error::other("worker pipes were not created"));
         };
+        // An upload crosses the default 64 KiB pipe in many rounds, each waking both
+        // processes; a larger pipe takes a typical image in one. Best effort: the kernel caps
+        // it at /proc/sys/fs/pipe-max-size for unprivileged processes.
+        #[cfg(target_os = "linux")]
+        if let Err(err) = rustix::pipe::fcntl_setpipe_size(&stdin, WORKER_PIPE_BYTES) {
+            tracing::debug!(error = %err, "worker pipe keeps its default size");
+        }
         let isolation = Arc::clone(&self.isolation);
         let hello = tokio::spawn(async move {
             let mut stdout = BufReader::new(stdout);
