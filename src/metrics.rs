@@ -30,6 +30,9 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
+    /// Requests answered since start, all routes together (not exported: `requests` has
+    /// them by route). The retention purge reads it to tell whether the server is busy.
+    pub answered: Counter,
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub login_failures: Counter,
     pub api_key_failures: Counter,
@@ -110,6 +113,7 @@ impl Default for Metrics {
         Self {
             registry,
             requests,
+            answered: Counter::default(),
             latency,
             login_failures,
             api_key_failures,

@@ -229,6 +229,7 @@ pub async fn context_layer(
             bytes,
         );
     }
+    state.metrics.answered.inc();
     state
         .metrics
         .requests

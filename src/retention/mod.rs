@@ -7,6 +7,8 @@
 //! error). Blobs that no record owns (a crash between writing a blob and inserting its
 //! record) are removed by the orphan sweep once they are older than [`ORPHAN_GRACE`].
 
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 use sqlx::Row;
 
@@ -53,7 +55,7 @@ struct Expired {
 
 /// Deletes everything past its expiry, sweeps orphans, and writes the ledger row.
 pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport> {
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let now = state.now();
     let mut report = PurgeReport::default();
     // Pipelined: while one batch's records are deleted, the next batch's blobs are unlinked
@@ -89,6 +91,7 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
             .iter()
             .filter_map(|image| image.blob_key.clone())
             .collect();
+        let (answered, work_started) = (state.metrics.answered.get(), Instant::now());
         let (records, blobs) = tokio::join!(
             delete_records(state, &unlinked, &mut report),
             state.blobs.delete_many(keys)
@@ -99,7 +102,15 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
             break;
         }
         unlinked = batch;
-        tokio::task::yield_now().await;
+        let pause = pause_after_batch(
+            work_started.elapsed(),
+            state.metrics.answered.get().saturating_sub(answered),
+        );
+        if pause.is_zero() {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(pause).await;
+        }
     }
     report.orphans_removed = sweep_orphans(state, now).await?;
     report.client_ips_erased = crate::audit::minimise_client_ips(
@@ -168,6 +179,23 @@ pub async fn purge(state: &AppState, run_id: &str) -> anyhow::Result<PurgeReport
     .await?;
     tx.commit().await?;
     Ok(report)
+}
+
+/// Requests per second above which the purge counts the server as busy.
+const BUSY_REQUESTS_PER_SECOND: f64 = 50.0;
+
+/// How long the purge waits after a batch that took `work` while the server answered
+/// `answered` requests. On an idle server it goes on at once; while the server is busy it
+/// rests twice as long as the batch took, leaving the cores (the unlinks are mostly kernel
+/// time) to requests. Its interval is minutes long, so a third of the speed under load is
+/// still ample: 100 000 images in well under a minute.
+fn pause_after_batch(work: Duration, answered: u64) -> Duration {
+    let seconds = work.as_secs_f64();
+    if seconds > 0.0 && answered as f64 / seconds >= BUSY_REQUESTS_PER_SECOND {
+        work.saturating_mul(2)
+    } else {
+        Duration::ZERO
+    }
 }
 
 /// Deletes the records of a batch whose blobs are gone, in one transaction, and counts them.
@@ -308,4 +336,23 @@ pub async fn control(state: &AppState) -> Result<RetentionControl, sqlx::Error> 
         oldest_demo_age_ms: demo,
         last_purge_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_rests_between_batches_only_while_the_server_is_busy() {
+        let batch = Duration::from_millis(100);
+        assert_eq!(pause_after_batch(batch, 0), Duration::ZERO, "idle");
+        assert_eq!(pause_after_batch(batch, 4), Duration::ZERO, "40 requests/s");
+        assert_eq!(
+            pause_after_batch(batch, 6),
+            Duration::from_millis(200),
+            "60/s"
+        );
+        assert_eq!(pause_after_batch(batch, 1_000), Duration::from_millis(200));
+        assert_eq!(pause_after_batch(Duration::ZERO, 10), Duration::ZERO);
+    }
 }
