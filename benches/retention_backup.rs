@@ -48,7 +48,7 @@ fn sync_to_disk() -> anyhow::Result<()> {
 /// One line of read latencies: count, p50 and p99 of sorted milliseconds.
 fn print_reads(label: &str, sorted: &[f64]) {
     println!(
-        "GET /v1/images/{{id}} {label:<45}: n={:>6} p50 {:>6.2} ms  p99 {:>6.2} ms",
+        "GET /v1/images/{{id}} {label:<66}: n={:>6} p50 {:>6.2} ms  p99 {:>6.2} ms",
         sorted.len(),
         percentile(sorted, 0.5),
         percentile(sorted, 0.99)
@@ -237,6 +237,32 @@ async fn purge_bench() -> anyhow::Result<()> {
         paced_purge_time = started.elapsed();
     })
     .await;
+    // The same two loads against a purge that never rests: run from a second state on the same
+    // database and blobs, whose request counter sees none of the server's traffic.
+    let unrested = crate::state(dir.path()).await?;
+    seed_expired(&state, &customer, &pixels, now).await?;
+    sync_to_disk()?;
+    let mut unrested_time = Duration::ZERO;
+    let busy_unrested = measure_reads(&base, &key, &keep, Load::Saturating, async {
+        let started = Instant::now();
+        if let Err(err) = trustplane::retention::purge(&unrested, "unrested-purge").await {
+            eprintln!("purge failed: {err:#}");
+        }
+        unrested_time = started.elapsed();
+    })
+    .await;
+    seed_expired(&state, &customer, &pixels, now).await?;
+    sync_to_disk()?;
+    let mut unrested_paced_time = Duration::ZERO;
+    let busy_paced_unrested = measure_reads(&base, &key, &keep, paced, async {
+        let started = Instant::now();
+        if let Err(err) = trustplane::retention::purge(&unrested, "unrested-paced-purge").await {
+            eprintln!("purge failed: {err:#}");
+        }
+        unrested_paced_time = started.elapsed();
+    })
+    .await;
+    unrested.db.pool.close().await;
     running.handle.shutdown();
 
     // The same purge again with nothing else running, as `find` runs below.
@@ -294,6 +320,20 @@ async fn purge_bench() -> anyhow::Result<()> {
             paced_purge_time.as_secs_f64()
         ),
         &busy_paced,
+    );
+    print_reads(
+        &format!(
+            "during a purge that never rests (purge {:.2} s)",
+            unrested_time.as_secs_f64()
+        ),
+        &busy_unrested,
+    );
+    print_reads(
+        &format!(
+            "during a purge that never rests, {rate}/s steady (purge {:.2} s)",
+            unrested_paced_time.as_secs_f64()
+        ),
+        &busy_paced_unrested,
     );
     state.db.pool.close().await;
     Ok(())
