@@ -175,6 +175,30 @@ async fn seed_customer(state: &AppState) -> anyhow::Result<(String, String)> {
     Ok((id, key.secret))
 }
 
+/// Runs `purge_state`'s purge (after writing everything to disk) while the readers load the
+/// server at `base`: their sorted latencies and how long the purge took.
+async fn purge_under_load(
+    purge_state: &AppState,
+    base: &str,
+    key: &str,
+    image: &str,
+    load: Load,
+) -> (Vec<f64>, Duration) {
+    if let Err(err) = sync_to_disk() {
+        eprintln!("sync failed: {err:#}");
+    }
+    let mut took = Duration::ZERO;
+    let reads = measure_reads(base, key, image, load, async {
+        let started = Instant::now();
+        if let Err(err) = trustplane::retention::purge(purge_state, "bench-purge").await {
+            eprintln!("purge failed: {err:#}");
+        }
+        took = started.elapsed();
+    })
+    .await;
+    (reads, took)
+}
+
 async fn purge_bench() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let state = state(dir.path()).await?;
@@ -227,41 +251,16 @@ async fn purge_bench() -> anyhow::Result<()> {
     .await;
     // Again, with the readers at a steady rate, as real clients arrive.
     seed_expired(&state, &customer, &pixels, now).await?;
-    sync_to_disk()?;
-    let mut paced_purge_time = Duration::ZERO;
-    let busy_paced = measure_reads(&base, &key, &keep, paced, async {
-        let started = Instant::now();
-        if let Err(err) = trustplane::retention::purge(&state, "paced-purge").await {
-            eprintln!("purge failed: {err:#}");
-        }
-        paced_purge_time = started.elapsed();
-    })
-    .await;
+    let (busy_paced, paced_purge_time) = purge_under_load(&state, &base, &key, &keep, paced).await;
     // The same two loads against a purge that never rests: run from a second state on the same
     // database and blobs, whose request counter sees none of the server's traffic.
     let unrested = crate::state(dir.path()).await?;
     seed_expired(&state, &customer, &pixels, now).await?;
-    sync_to_disk()?;
-    let mut unrested_time = Duration::ZERO;
-    let busy_unrested = measure_reads(&base, &key, &keep, Load::Saturating, async {
-        let started = Instant::now();
-        if let Err(err) = trustplane::retention::purge(&unrested, "unrested-purge").await {
-            eprintln!("purge failed: {err:#}");
-        }
-        unrested_time = started.elapsed();
-    })
-    .await;
+    let (busy_unrested, unrested_time) =
+        purge_under_load(&unrested, &base, &key, &keep, Load::Saturating).await;
     seed_expired(&state, &customer, &pixels, now).await?;
-    sync_to_disk()?;
-    let mut unrested_paced_time = Duration::ZERO;
-    let busy_paced_unrested = measure_reads(&base, &key, &keep, paced, async {
-        let started = Instant::now();
-        if let Err(err) = trustplane::retention::purge(&unrested, "unrested-paced-purge").await {
-            eprintln!("purge failed: {err:#}");
-        }
-        unrested_paced_time = started.elapsed();
-    })
-    .await;
+    let (busy_paced_unrested, unrested_paced_time) =
+        purge_under_load(&unrested, &base, &key, &keep, paced).await;
     unrested.db.pool.close().await;
     running.handle.shutdown();
 
