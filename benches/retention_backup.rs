@@ -179,6 +179,7 @@ async fn seed_customer(state: &AppState) -> anyhow::Result<(String, String)> {
 /// server at `base`: their sorted latencies and how long the purge took.
 async fn purge_under_load(
     purge_state: &AppState,
+    run_id: &str,
     base: &str,
     key: &str,
     image: &str,
@@ -190,7 +191,7 @@ async fn purge_under_load(
     let mut took = Duration::ZERO;
     let reads = measure_reads(base, key, image, load, async {
         let started = Instant::now();
-        if let Err(err) = trustplane::retention::purge(purge_state, "bench-purge").await {
+        if let Err(err) = trustplane::retention::purge(purge_state, run_id).await {
             eprintln!("purge failed: {err:#}");
         }
         took = started.elapsed();
@@ -251,16 +252,24 @@ async fn purge_bench() -> anyhow::Result<()> {
     .await;
     // Again, with the readers at a steady rate, as real clients arrive.
     seed_expired(&state, &customer, &pixels, now).await?;
-    let (busy_paced, paced_purge_time) = purge_under_load(&state, &base, &key, &keep, paced).await;
+    let (busy_paced, paced_purge_time) =
+        purge_under_load(&state, "paced-purge", &base, &key, &keep, paced).await;
     // The same two loads against a purge that never rests: run from a second state on the same
     // database and blobs, whose request counter sees none of the server's traffic.
     let unrested = crate::state(dir.path()).await?;
     seed_expired(&state, &customer, &pixels, now).await?;
-    let (busy_unrested, unrested_time) =
-        purge_under_load(&unrested, &base, &key, &keep, Load::Saturating).await;
+    let (busy_unrested, unrested_time) = purge_under_load(
+        &unrested,
+        "unrested-purge",
+        &base,
+        &key,
+        &keep,
+        Load::Saturating,
+    )
+    .await;
     seed_expired(&state, &customer, &pixels, now).await?;
     let (busy_paced_unrested, unrested_paced_time) =
-        purge_under_load(&unrested, &base, &key, &keep, paced).await;
+        purge_under_load(&unrested, "unrested-paced-purge", &base, &key, &keep, paced).await;
     unrested.db.pool.close().await;
     running.handle.shutdown();
 
